@@ -1,0 +1,77 @@
+# Everything is installed from scratch into .venv (project + dev tools) and
+# .tools/sam (SAM CLI, kept apart because it pins boto3 and click).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_VERSION ?= 3.13
+PYENV_ROOT ?= $(HOME)/.pyenv
+# Python 3.13 (the Lambda runtime) from pyenv or PATH where it exists, else python3.
+PYTHON ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/$(PYTHON_VERSION)*/bin/python$(PYTHON_VERSION)) \
+	$(shell python$(PYTHON_VERSION) -c 'import sys; print(sys.executable)' 2>/dev/null) \
+	$(shell command -v python3))
+VENV := .venv
+TOOLS := .tools
+UV := $(TOOLS)/uv/bin/uv
+SAM := $(TOOLS)/sam/bin/sam
+BIN := $(VENV)/bin
+export UV_PYTHON_DOWNLOADS := never
+export UV_NO_PROGRESS := 1
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= eu-west-1
+
+.PHONY: help setup tools lint test test-fast template-check demo bench soak build clean
+
+help:
+	@echo "make setup   create .venv (project, dev tools) and $(TOOLS)/sam"
+	@echo "make demo    run the whole pipeline locally on the embedded defaults"
+	@echo "make test    lint, template checks and the whole test suite"
+	@echo "make bench   benchmarks: table on screen, benchmarks/results.json"
+	@echo "make soak    the reliability run (2,000 notifications)"
+	@echo "make build   sam build (python$(PYTHON_VERSION), arm64)"
+
+$(UV):
+	python3 -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/python -m pip install -q --disable-pip-version-check uv==0.13.8
+
+$(VENV)/.installed: $(UV) requirements-dev.txt pyproject.toml
+	$(UV) venv -q --allow-existing --python "$(PYTHON)" $(VENV)
+	$(UV) pip install -q --compile-bytecode --python $(BIN)/python -r requirements-dev.txt
+	$(UV) pip install -q --compile-bytecode --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+$(TOOLS)/sam/.installed: $(UV) requirements-tools.txt
+	$(UV) venv -q --allow-existing --python "$(PYTHON)" $(TOOLS)/sam
+	$(UV) pip install -q --compile-bytecode --python $(TOOLS)/sam/bin/python -r requirements-tools.txt
+	@touch $@
+
+setup: $(VENV)/.installed $(TOOLS)/sam/.installed
+	@$(BIN)/python -c "import sys; print('venv ready:', sys.version.split()[0])"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+template-check: setup
+	$(SAM) validate --lint --template-file template.yaml
+	$(TOOLS)/sam/bin/cfn-lint template.yaml
+
+test: setup lint template-check
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test-fast: setup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not e2e and not slow"
+
+build: setup
+	PATH="$(dir $(PYTHON)):$$PATH" $(SAM) build --template-file template.yaml
+
+demo: setup
+	$(BIN)/visma-webhooks demo
+
+bench: setup
+	$(BIN)/python -m benchmarks.run
+
+soak: setup
+	$(BIN)/python -m benchmarks.soak
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .hypothesis

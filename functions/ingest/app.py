@@ -1,0 +1,52 @@
+"""IngestFunction: ``POST /webhooks/visma`` → verify, parse, enqueue (see visma_webhooks.ingest)."""
+
+from __future__ import annotations
+
+import base64
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+from visma_webhooks.aws import SqsBatchSender
+from visma_webhooks.ingest import Ingestor, IngestSettings
+from visma_webhooks.signature import secret_list
+
+SECRET_MAX_AGE_SECONDS = 300  # a rotated secret is picked up within five minutes
+
+logger = Logger()
+metrics = Metrics()
+app = APIGatewayHttpResolver()
+
+settings = IngestSettings.from_env()  # refuses to start without a secret (or explicit unsigned mode)
+_sqs = boto3.client("sqs")
+_secrets = SecretsProvider()
+ingestor = Ingestor(
+    settings,
+    secrets=lambda: secret_list(_secrets.get(settings.secret_arn, max_age=SECRET_MAX_AGE_SECONDS)),
+    queue=SqsBatchSender(_sqs, settings.queue_url),
+    dlq=SqsBatchSender(_sqs, settings.dlq_url),
+)
+
+
+@app.post("/webhooks/visma")
+def receive() -> Response:
+    event = app.current_event
+    raw = event.body or ""
+    body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8")
+    result = ingestor.handle(body, dict(event.headers))
+    if result.notification_ids:
+        logger.append_keys(notification_ids=result.notification_ids)
+    for name, value in result.counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    log = logger.warning if result.status >= 400 else logger.info
+    log("delivery answered", extra={"status": result.status, "response": result.body})
+    return Response(status_code=result.status, content_type="application/json", body=result.body)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,174 @@
+"""The webhook endpoint's logic, free of Lambda and boto3.
+
+Order of checks: size (413) → signature (401) → timestamp tolerance (401) → body (400)
+→ enqueue valid notifications to the queue and rejected items to the DLQ → 202, or
+503 when the queue did not acknowledge everything (the dispatcher then retries, and
+the processor's dedup absorbs what was already enqueued).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from visma_webhooks.parsing import PayloadError, parse_delivery
+from visma_webhooks.queueing import (
+    BatchSender,
+    EnqueueError,
+    enqueue,
+    notification_message,
+    quarantine_message,
+)
+from visma_webhooks.resources import ResourceRules
+from visma_webhooks.signature import SIGNATURE_HEADER, verify
+
+DEFAULT_MAX_BODY_BYTES = 524_288  # 512 KiB: far above any real delivery, and every item fits one SQS message
+TIMESTAMP_HEADER = "x-vwd-webhook-timestamp"
+
+
+class ConfigurationError(RuntimeError):
+    """The function is not configured to run safely."""
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Ingest configuration, read from the environment (see the README)."""
+
+    queue_url: str
+    dlq_url: str
+    secret_arn: str | None = None
+    allow_unsigned: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    timestamp_tolerance_seconds: int = 0
+    rules: ResourceRules = field(default_factory=ResourceRules)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> IngestSettings:
+        settings = cls(
+            queue_url=env.get("QUEUE_URL", ""),
+            dlq_url=env.get("DLQ_URL", ""),
+            secret_arn=env.get("WEBHOOK_SECRET_ARN") or None,
+            allow_unsigned=env.get("ALLOW_UNSIGNED", "").lower() == "true",
+            max_body_bytes=int(env.get("MAX_BODY_BYTES") or DEFAULT_MAX_BODY_BYTES),
+            timestamp_tolerance_seconds=int(env.get("WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS") or 0),
+            rules=ResourceRules.from_hosts(env.get("ALLOWED_RESOURCE_HOSTS")),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if not self.queue_url or not self.dlq_url:
+            raise ConfigurationError("QUEUE_URL and DLQ_URL must be set")
+        if not self.secret_arn and not self.allow_unsigned:
+            raise ConfigurationError(
+                "no webhook secret configured (WEBHOOK_SECRET_ARN); refusing to accept "
+                "unsigned deliveries unless ALLOW_UNSIGNED=true (local use only)"
+            )
+        if not 0 < self.max_body_bytes <= DEFAULT_MAX_BODY_BYTES * 2:
+            raise ConfigurationError("MAX_BODY_BYTES must be between 1 and 1048576")
+
+
+@dataclass
+class IngestResponse:
+    status: int
+    body: dict[str, Any]
+    counts: dict[str, int] = field(default_factory=dict)
+    notification_ids: list[str] = field(default_factory=list)
+
+
+class Ingestor:
+    """Verifies, parses and enqueues one delivery."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        secrets: Callable[[], Sequence[str]],
+        queue: BatchSender,
+        dlq: BatchSender,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.settings = settings
+        self._secrets = secrets
+        self._queue = queue
+        self._dlq = dlq
+        self._clock = clock
+        self.calls = 0  # SendMessageBatch calls made by the last delivery
+
+    def handle(self, body: bytes, headers: Mapping[str, str]) -> IngestResponse:
+        headers = {k.lower(): v for k, v in headers.items()}
+        if len(body) > self.settings.max_body_bytes:
+            return IngestResponse(
+                413,
+                {"message": f"body is {len(body)} bytes; the limit is {self.settings.max_body_bytes}"},
+                {"RequestsTooLarge": 1},
+            )
+        if not self._authentic(body, headers):
+            return IngestResponse(
+                401,
+                {"message": "missing or invalid x-vwd-signature-v1"},
+                {"RequestsUnauthorized": 1},
+            )
+        stale = self._stale(headers)
+        if stale:
+            return IngestResponse(401, {"message": stale}, {"RequestsUnauthorized": 1})
+        try:
+            delivery = parse_delivery(body, headers, self.settings.rules)
+        except PayloadError as exc:
+            return IngestResponse(
+                400,
+                {"message": "malformed delivery", "problems": exc.problems},
+                {"RequestsMalformed": 1},
+            )
+
+        messages = [notification_message(i, n) for i, n in enumerate(delivery.notifications)]
+        quarantined = [quarantine_message(r, delivery.metadata) for r in delivery.rejections]
+        ids = [n.notification_id for n in delivery.notifications]
+        received = len(messages) + len(quarantined) + delivery.duplicates
+        try:
+            self.calls = enqueue(self._queue, messages) + enqueue(self._dlq, quarantined)
+        except EnqueueError as exc:
+            return IngestResponse(
+                503,
+                {"message": "the queue did not acknowledge every notification; retry the delivery"},
+                {"NotificationsReceived": received, "EnqueueFailures": len(exc.failed)},
+                ids,
+            )
+        return IngestResponse(
+            202,
+            {
+                "accepted": len(messages),
+                "rejected": [r.summary() for r in delivery.rejections],
+                "duplicates": delivery.duplicates,
+            },
+            {
+                "NotificationsReceived": received,
+                "NotificationsAccepted": len(messages),
+                "NotificationsRejected": len(quarantined),
+                "DuplicatesInDelivery": delivery.duplicates,
+            },
+            ids,
+        )
+
+    def _authentic(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        if self.settings.secret_arn is None:
+            return self.settings.allow_unsigned
+        secrets = [s for s in self._secrets() if s]
+        if not secrets:
+            raise ConfigurationError("the webhook secret holds no usable secret")
+        return verify(body, headers.get(SIGNATURE_HEADER), secrets)
+
+    def _stale(self, headers: Mapping[str, str]) -> str | None:
+        """A reason to refuse the delivery's timestamp, when a tolerance is configured."""
+        tolerance = self.settings.timestamp_tolerance_seconds
+        if tolerance <= 0:
+            return None
+        value = headers.get(TIMESTAMP_HEADER, "").strip()
+        if not value.isdigit():
+            return f"{TIMESTAMP_HEADER} is missing or not epoch milliseconds"
+        skew = abs(self._clock() - int(value) / 1000)
+        if skew > tolerance:
+            return f"{TIMESTAMP_HEADER} is {int(skew)} s from now; the tolerance is {tolerance} s"
+        return None

@@ -1,0 +1,126 @@
+"""Queue messages for notifications and quarantined items, and batched enqueueing.
+
+Message bodies are JSON; attributes carry ``event``, ``tenant_id`` and
+``notification_id`` so that replay and filters never need to parse bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from visma_webhooks.models import Notification
+from visma_webhooks.parsing import Rejection
+
+MAX_BATCH_ENTRIES = 10
+MAX_BATCH_BYTES = 1_048_576  # SendMessageBatch: 1 MiB for all bodies and attributes together
+QUARANTINE_KEY = "quarantine"
+REJECTION_ATTRIBUTE = "rejection_reason"
+FORCE_ATTRIBUTE = "force"
+
+
+class EnqueueError(RuntimeError):
+    """Some messages were not acknowledged by the queue after every retry."""
+
+    def __init__(self, failed: Sequence[str], detail: str = ""):
+        self.failed = list(failed)
+        super().__init__(f"{len(self.failed)} message(s) not acknowledged{': ' + detail if detail else ''}")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One queue message: an id unique within its batch, a JSON body, string attributes."""
+
+    id: str
+    body: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        attrs = sum(len(k.encode()) + len(v.encode()) + len("String") for k, v in self.attributes.items())
+        return len(self.body.encode("utf-8")) + attrs
+
+
+class BatchSender(Protocol):
+    """Sends up to ten messages in one call; returns the ids of the entries that failed."""
+
+    def send_batch(self, messages: Sequence[Message]) -> list[str]: ...
+
+
+def dumps(data: Any) -> str:
+    """Compact JSON that SQS accepts (it refuses the non-characters U+FFFE and U+FFFF)."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
+
+
+def notification_message(index: int, notification: Notification) -> Message:
+    attributes = {
+        "event": notification.event,
+        "tenant_id": notification.tenant_id,
+        "notification_id": notification.notification_id,
+        "source_format": notification.source_format,
+    }
+    return Message(f"n{index}", dumps(notification.model_dump(mode="json")), attributes)
+
+
+def quarantine_message(rejection: Rejection, metadata: Mapping[str, str]) -> Message:
+    """A rejected item, kept whole with its reasons (for the DLQ)."""
+    body = {
+        QUARANTINE_KEY: {
+            "reasons": list(rejection.reasons),
+            "index": rejection.index,
+            "metadata": dict(metadata),
+            "received_at": datetime.now(UTC).isoformat(),
+            "item": rejection.raw,
+        }
+    }
+    attributes = {REJECTION_ATTRIBUTE: rejection.reasons[0][:256]}
+    if rejection.notification_id:
+        attributes["notification_id"] = rejection.notification_id
+    return Message(f"q{rejection.index}", dumps(body), attributes)
+
+
+def batches(messages: Sequence[Message]) -> Iterator[list[Message]]:
+    """Split into SendMessageBatch calls: ≤10 entries and ≤1 MiB each, order kept."""
+    batch: list[Message] = []
+    size = 0
+    for message in messages:
+        if batch and (len(batch) == MAX_BATCH_ENTRIES or size + message.size > MAX_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(message)
+        size += message.size
+    if batch:
+        yield batch
+
+
+def enqueue(
+    sender: BatchSender,
+    messages: Sequence[Message],
+    *,
+    attempts: int = 3,
+    backoff: float = 0.05,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Send every message, retrying failed entries; returns the number of calls made.
+
+    Raises :class:`EnqueueError` naming the entries still failing after ``attempts``.
+    """
+    calls = 0
+    for batch in batches(messages):
+        pending = batch
+        for attempt in range(attempts):
+            calls += 1
+            failed = set(sender.send_batch(pending))
+            pending = [m for m in pending if m.id in failed]
+            if not pending:
+                break
+            if attempt + 1 < attempts:
+                sleep(backoff * 2**attempt)
+        if pending:
+            raise EnqueueError([m.id for m in pending])
+    return calls

@@ -1,0 +1,74 @@
+"""Shared fixtures: AWS emulated in-process by moto, the real function modules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from visma_webhooks.local.functions import load_function
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+REGION = "eu-west-1"
+
+
+@pytest.fixture(autouse=True)
+def _aws_env(monkeypatch):
+    """Fake credentials and a region, so that nothing can reach a real AWS account."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "VismaWebhooks")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "visma-webhooks-test")
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        yield
+
+
+def load_event(name: str):
+    return json.loads((EVENTS / name).read_text())
+
+
+@pytest.fixture
+def queues(aws):
+    """The notifications queue and its DLQ, wired as template.yaml wires them."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq_url = sqs.create_queue(QueueName="notifications-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = sqs.create_queue(
+        QueueName="notifications",
+        Attributes={
+            "VisibilityTimeout": "180",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"}),
+        },
+    )["QueueUrl"]
+    return {"sqs": sqs, "queue_url": queue_url, "dlq_url": dlq_url}
+
+
+@pytest.fixture
+def webhook_secrets(aws):
+    """A rotation in progress: two valid secrets."""
+    secrets = ["first-secret-Xq2v9", "second-secret-Lm7k3"]
+    client = boto3.client("secretsmanager", region_name=REGION)
+    arn = client.create_secret(Name="visma-webhook-secret", SecretString=json.dumps(secrets))["ARN"]
+    return {"arn": arn, "values": secrets}
+
+
+@pytest.fixture
+def ingest_app(monkeypatch, queues, webhook_secrets):
+    monkeypatch.setenv("QUEUE_URL", queues["queue_url"])
+    monkeypatch.setenv("DLQ_URL", queues["dlq_url"])
+    monkeypatch.setenv("WEBHOOK_SECRET_ARN", webhook_secrets["arn"])
+    return load_function("ingest")
