@@ -72,3 +72,45 @@ def ingest_app(monkeypatch, queues, webhook_secrets):
     monkeypatch.setenv("DLQ_URL", queues["dlq_url"])
     monkeypatch.setenv("WEBHOOK_SECRET_ARN", webhook_secrets["arn"])
     return load_function("ingest")
+
+
+def record_batch_calls(function_module) -> list[tuple[str, list[dict]]]:
+    """Record every ``SendMessageBatch`` call a loaded function's SQS client makes.
+
+    Each call is kept as ``(queue URL, entries)``, seen through botocore's event hooks, so the
+    count is that of real API calls.
+    """
+    calls: list[tuple[str, list[dict]]] = []
+
+    def record(params, **_):
+        calls.append((params["QueueUrl"], list(params["Entries"])))
+
+    function_module._sqs.meta.events.register("provide-client-params.sqs.SendMessageBatch", record)
+    return calls
+
+
+@pytest.fixture
+def batch_calls(ingest_app):
+    """The ``SendMessageBatch`` calls made by the ``ingest_app`` fixture's function."""
+    return record_batch_calls(ingest_app)
+
+
+def drain(sqs, queue_url: str) -> list[dict]:
+    """Receive every message on a queue, with its message attributes."""
+    received: list[dict] = []
+    while True:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
+        ).get("Messages", [])
+        if not batch:
+            return received
+        received.extend(batch)
+
+
+def deliver(function_module, body: bytes, headers: dict, **event_options) -> tuple[int, dict]:
+    """POST ``body`` through a loaded ingest function's Lambda handler: (status, JSON body)."""
+    from visma_webhooks.local.lambda_events import LambdaContext, http_api_event
+
+    result = function_module.handler(http_api_event(body, headers, **event_options), LambdaContext("ingest"))
+    return result["statusCode"], json.loads(result["body"])
+

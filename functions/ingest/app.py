@@ -36,7 +36,7 @@ def receive() -> Response:
     event = app.current_event
     raw = event.body or ""
     body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8")
-    result = ingestor.handle(body, dict(event.headers))
+    result = ingestor.handle(body, dict(event.headers), event.request_context.http.source_ip)
     if result.notification_ids:
         logger.append_keys(notification_ids=result.notification_ids)
     for name, value in result.counts.items():

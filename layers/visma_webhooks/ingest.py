@@ -1,6 +1,6 @@
 """The webhook endpoint's logic, free of Lambda and boto3.
 
-Order of checks: size (413) → signature (401) → timestamp tolerance (401) → body (400)
+Order of checks: source address allow-list (403, when configured) → size (413) → signature (401) → timestamp tolerance (401) → body (400)
 → enqueue valid notifications to the queue and rejected items to the DLQ → 202, or
 503 when the queue did not acknowledge everything (the dispatcher then retries, and
 the processor's dedup absorbs what was already enqueued).
@@ -8,6 +8,7 @@ the processor's dedup absorbs what was already enqueued).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 
 from visma_webhooks.parsing import PayloadError, parse_delivery
 from visma_webhooks.queueing import (
+    MAX_MESSAGE_BYTES,
     BatchSender,
     EnqueueError,
     enqueue,
@@ -44,6 +46,7 @@ class IngestSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     timestamp_tolerance_seconds: int = 0
     rules: ResourceRules = field(default_factory=ResourceRules)
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> IngestSettings:
@@ -55,6 +58,7 @@ class IngestSettings:
             max_body_bytes=int(env.get("MAX_BODY_BYTES") or DEFAULT_MAX_BODY_BYTES),
             timestamp_tolerance_seconds=int(env.get("WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS") or 0),
             rules=ResourceRules.from_hosts(env.get("ALLOWED_RESOURCE_HOSTS")),
+            allowed_networks=networks(env.get("ALLOWED_SOURCE_IPS", "")),
         )
         settings.check()
         return settings
@@ -69,6 +73,14 @@ class IngestSettings:
             )
         if not 0 < self.max_body_bytes <= DEFAULT_MAX_BODY_BYTES * 2:
             raise ConfigurationError("MAX_BODY_BYTES must be between 1 and 1048576")
+
+
+def networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parse ``ALLOWED_SOURCE_IPS``: comma-separated addresses or CIDRs; empty means no allow-list."""
+    try:
+        return tuple(ipaddress.ip_network(part.strip()) for part in value.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigurationError(f"ALLOWED_SOURCE_IPS: {exc}") from None
 
 
 @dataclass
@@ -97,8 +109,12 @@ class Ingestor:
         self._clock = clock
         self.calls = 0  # SendMessageBatch calls made by the last delivery
 
-    def handle(self, body: bytes, headers: Mapping[str, str]) -> IngestResponse:
+    def handle(self, body: bytes, headers: Mapping[str, str], source_ip: str | None = None) -> IngestResponse:
         headers = {k.lower(): v for k, v in headers.items()}
+        if not self._allowed_source(source_ip):
+            return IngestResponse(
+                403, {"message": "source address is not allow-listed"}, {"RequestsForbidden": 1}
+            )
         if len(body) > self.settings.max_body_bytes:
             return IngestResponse(
                 413,
@@ -127,6 +143,13 @@ class Ingestor:
         quarantined = [quarantine_message(r, delivery.metadata) for r in delivery.rejections]
         ids = [n.notification_id for n in delivery.notifications]
         received = len(messages) + len(quarantined) + delivery.duplicates
+        if any(m.size > MAX_MESSAGE_BYTES for m in messages + quarantined):
+            # SQS would refuse it on every retry: a clear 413, not an endless 503.
+            return IngestResponse(
+                413,
+                {"message": f"an item does not fit one queue message ({MAX_MESSAGE_BYTES} bytes)"},
+                {"RequestsTooLarge": 1},
+            )
         try:
             self.calls = enqueue(self._queue, messages) + enqueue(self._dlq, quarantined)
         except EnqueueError as exc:
@@ -152,6 +175,15 @@ class Ingestor:
             ids,
         )
 
+    def _allowed_source(self, source_ip: str | None) -> bool:
+        if not self.settings.allowed_networks:
+            return True
+        try:
+            address = ipaddress.ip_address(source_ip or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.settings.allowed_networks)
+
     def _authentic(self, body: bytes, headers: Mapping[str, str]) -> bool:
         if self.settings.secret_arn is None:
             return self.settings.allow_unsigned
@@ -166,7 +198,7 @@ class Ingestor:
         if tolerance <= 0:
             return None
         value = headers.get(TIMESTAMP_HEADER, "").strip()
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit() and len(value) <= 16):
             return f"{TIMESTAMP_HEADER} is missing or not epoch milliseconds"
         skew = abs(self._clock() - int(value) / 1000)
         if skew > tolerance:

@@ -132,7 +132,7 @@ def parse_delivery(body: bytes, headers: Mapping[str, str], rules: ResourceRules
             notification = parse_item(item, metadata, rules, index=index, count=len(items))
         except ItemError as exc:
             delivery.rejections.append(
-                Rejection(index, exc.reasons, item, _clean_id(_lookup(item, "notification_id")))
+                Rejection(index, exc.reasons, item, clean_id(lookup(item, "notification_id")))
             )
             continue
         if notification.notification_id in seen:
@@ -152,7 +152,7 @@ def load_json(body: bytes) -> Any:
     if not text.strip():
         raise PayloadError(["body is empty"])
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise PayloadError([f"JSON is nested deeper than {MAX_DEPTH} levels"]) from None
     except ValueError as exc:
@@ -200,7 +200,7 @@ def parse_item(
 
     resource_path = _resource_path(item, rules, reasons)
     action = _text(item, "action", reasons)
-    occurred_at = _timestamp(_lookup(item, "timestamp")) or _timestamp(
+    occurred_at = _timestamp(lookup(item, "timestamp")) or _timestamp(
         metadata.get("x-vwd-notification-timestamp") or metadata.get("x-vwd-webhook-timestamp")
     )
     if reasons:
@@ -224,7 +224,8 @@ def _is_dispatcher(metadata: Mapping[str, str]) -> bool:
     return bool(metadata.get("x-vwd-tenant-id") or metadata.get("x-vwd-notification-id"))
 
 
-def _lookup(item: Mapping[str, Any], name: str) -> Any:
+def lookup(item: Mapping[str, Any], name: str) -> Any:
+    """The first non-empty value of ``name``'s aliases (case-insensitive keys)."""
     aliases = _ALIASES[name]
     for key, value in item.items():
         normalised = key.lower().replace("_", "").replace("-", "") if isinstance(key, str) else ""
@@ -234,7 +235,7 @@ def _lookup(item: Mapping[str, Any], name: str) -> Any:
 
 
 def _text(item: Mapping[str, Any], name: str, reasons: list[str]) -> str | None:
-    value = _lookup(item, name)
+    value = lookup(item, name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -247,7 +248,8 @@ def _text(item: Mapping[str, Any], name: str, reasons: list[str]) -> str | None:
     return text or None
 
 
-def _clean_id(value: Any) -> str | None:
+def clean_id(value: Any) -> str | None:
+    """``value`` as an id string if it is a well-formed id, else None."""
     if isinstance(value, str | int) and not isinstance(value, bool):
         text = str(value)
         return text if _ID.match(text) else None
@@ -255,8 +257,8 @@ def _clean_id(value: Any) -> str | None:
 
 
 def _resource_path(item: Mapping[str, Any], rules: ResourceRules, reasons: list[str]) -> str | None:
-    uri = _lookup(item, "resource_uri")
-    relative = _lookup(item, "relative_uri")
+    uri = lookup(item, "resource_uri")
+    relative = lookup(item, "relative_uri")
     try:
         if uri is not None:
             if not isinstance(uri, str):
@@ -284,15 +286,17 @@ def _timestamp(value: Any) -> datetime | None:
         return None
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
+            if len(text) > 20:  # beyond any tick count; int() of a long string is slow or refused
+                return None
             value = int(text)
         else:
             try:
                 parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
+                return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            except (ValueError, OverflowError):
                 return None
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+    if not isinstance(value, int | float) or not 0 < value < 10**20 or not math.isfinite(value):
         return None
     try:
         if value >= 10**17:
@@ -306,6 +310,14 @@ def _timestamp(value: Any) -> datetime | None:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; one beyond float range (``1e999``) would re-serialise as null."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
 
 def _depth(data: Any) -> int:

@@ -18,6 +18,7 @@ from visma_webhooks.parsing import Rejection
 
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 1_048_576  # SendMessageBatch: 1 MiB for all bodies and attributes together
+MAX_MESSAGE_BYTES = 1_048_576  # one SQS message, body and attributes
 QUARANTINE_KEY = "quarantine"
 REJECTION_ATTRIBUTE = "rejection_reason"
 FORCE_ATTRIBUTE = "force"
@@ -78,10 +79,19 @@ def quarantine_message(rejection: Rejection, metadata: Mapping[str, str]) -> Mes
             "item": rejection.raw,
         }
     }
-    attributes = {REJECTION_ATTRIBUTE: rejection.reasons[0][:256]}
+    attributes = {REJECTION_ATTRIBUTE: attribute_text(rejection.reasons[0])}
     if rejection.notification_id:
         attributes["notification_id"] = rejection.notification_id
     return Message(f"q{rejection.index}", dumps(body), attributes)
+
+
+def attribute_text(text: str, limit: int = 256) -> str:
+    """``text`` as printable ASCII (other characters backslash-escaped), cut to ``limit``.
+
+    Reasons may quote the payload; SQS refuses attribute values with control characters,
+    U+FFFE or U+FFFF, and a log line must not be forged by a CR/LF taken from a payload.
+    """
+    return text.encode("unicode_escape").decode("ascii")[:limit]
 
 
 def batches(messages: Sequence[Message]) -> Iterator[list[Message]]:

@@ -2,13 +2,17 @@
 
 All rewrite rules live here. A URI is reduced to a path such as ``/v1/salesorder/1286``;
 the host it names is only checked against the allow-list, never used for a request.
+
+A path segment may carry percent-escapes (``BOLT%20M8``), but only ones that decode to
+printable UTF-8 text without a separator, ``%`` or a dot-only name: ``%2e``, ``%2f``,
+``%5c``, ``%00``, double encoding (``%252e``) and overlong UTF-8 (``%c0%ae``) are refused.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 DEFAULT_ALLOWED_HOSTS = frozenset({"integration.visma.net", "api.finance.visma.net"})
 
@@ -23,7 +27,7 @@ _RELATIVE_PREFIXES = ("/api/controller/api/v1/", "/controller/api/v1/", "/api/v1
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9._~\-%]{1,120}$")
 _ENTITY = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
-_FORBIDDEN_ESCAPES = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
+_FORBIDDEN_ESCAPES = re.compile(r"%(2e|2f|5c|00|25)", re.IGNORECASE)
 MAX_PATH_LENGTH = 512
 MAX_SEGMENTS = 8
 
@@ -41,11 +45,16 @@ class ResourceRules:
 
     @classmethod
     def from_hosts(cls, hosts: str | None) -> ResourceRules:
-        """Rules for a comma-separated host list (``ALLOWED_RESOURCE_HOSTS``)."""
+        """Rules for a comma-separated host list (``ALLOWED_RESOURCE_HOSTS``).
+
+        A listed host without a default rewrite serves the current API: ``/v1/...`` as is.
+        """
         if not hosts:
             return cls()
         allowed = frozenset(h.strip().lower() for h in hosts.split(",") if h.strip())
-        return cls(allowed_hosts=allowed)
+        known = {host for host, _ in DEFAULT_REWRITES}
+        extra = tuple((host, "/v1/") for host in sorted(allowed - known))
+        return cls(allowed_hosts=allowed, rewrites=DEFAULT_REWRITES + extra)
 
     def resource_path(self, uri: str) -> str:
         """Map an absolute URI from an allow-listed host to ``/v1/...``."""
@@ -88,7 +97,7 @@ def check_path(path: str) -> str:
     if len(path) > MAX_PATH_LENGTH:
         raise ResourcePathError("resource path is too long")
     if "\\" in path or _FORBIDDEN_ESCAPES.search(path):
-        raise ResourcePathError("resource path contains an encoded separator or dot")
+        raise ResourcePathError("resource path contains an encoded separator, dot or percent sign")
     segments = path.rstrip("/").split("/")[1:]
     if len(segments) < 3 or len(segments) > MAX_SEGMENTS or segments[0] != "v1":
         raise ResourcePathError(f"resource path {path!r} is not /v1/<entity>/<id>")
@@ -96,6 +105,15 @@ def check_path(path: str) -> str:
         raise ResourcePathError("resource path contains an empty, '.' or '..' segment")
     if not _ENTITY.match(segments[1]):
         raise ResourcePathError(f"resource entity {segments[1]!r} is not a plain name")
-    if not all(_SEGMENT.match(seg) for seg in segments[2:]):
+    if not all(_SEGMENT.match(seg) and _plain_when_decoded(seg) for seg in segments[2:]):
         raise ResourcePathError("resource path contains characters outside the resource pattern")
     return "/" + "/".join(segments)
+
+
+def _plain_when_decoded(segment: str) -> bool:
+    """True if the percent-decoded segment is printable UTF-8 with no separator, ``%`` or dot-only name."""
+    try:
+        decoded = unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        return False
+    return decoded.isprintable() and not any(c in decoded for c in "/\\%?#") and decoded.strip(".") != ""

@@ -45,8 +45,9 @@ def verify(body: bytes, header: str | None, secrets: Iterable[str]) -> bool:
 def secret_list(value: str | bytes | None) -> list[str]:
     """The secrets stored in one Secrets Manager value.
 
-    The value is a JSON list of strings (several while a secret is rotated); a JSON string
-    or a plain non-JSON string counts as a single secret.
+    The value is a JSON list of strings (several while a secret is rotated); a JSON string,
+    or any other text that is not a JSON list or object (``s3cr3t``, ``12345``), counts as
+    a single secret.
     """
     if value is None:
         return []
@@ -57,6 +58,8 @@ def secret_list(value: str | bytes | None) -> list[str]:
         data = text
     if isinstance(data, str):
         data = [data]
+    elif not isinstance(data, list | dict):
+        data = [text]  # a plain secret that happens to read as a JSON number, boolean or null
     if not isinstance(data, list) or not all(isinstance(s, str) for s in data):
         raise ValueError("the webhook secret must be a JSON list of strings")
     return [s for s in data if s.strip()]

@@ -1,0 +1,144 @@
+"""ProcessorFunction: the SQS consumer (see visma_webhooks.processing).
+
+Records of a batch run concurrently in threads; the response lists the records to
+retry (ReportBatchItemFailures), after extending their visibility by the backoff or
+by the wait Visma asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor,
+    EventType,
+    async_process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+from visma_webhooks.dynamodb import DynamoDBOutcomeStore, PowertoolsStageGuard
+from visma_webhooks.handlers import load_modules, registry
+from visma_webhooks.processing import Outcome, Processor, ProcessorSettings, QueuedRecord, RecordResult
+from visma_webhooks.resources import ResourceRules
+from visma_webhooks.visma import VismaClient
+
+METRIC_BY_OUTCOME = {
+    Outcome.SUCCEEDED: "NotificationsSucceeded",
+    Outcome.FAILED: "NotificationsFailed",
+    Outcome.RETRYING: "NotificationsRetried",
+    Outcome.THROTTLED: "NotificationsThrottled",
+    Outcome.UNHANDLED: "NotificationsUnhandled",
+    Outcome.DUPLICATE: "NotificationsDuplicate",
+    Outcome.INVALID: "NotificationsInvalid",
+}
+
+logger = Logger()
+metrics = Metrics()
+env = os.environ
+load_modules(env.get("HANDLER_MODULES", "visma_webhooks.handlers.log").split(","))
+
+_sqs = boto3.client("sqs")
+_dynamodb = boto3.client("dynamodb")
+_ttl_seconds = int(float(env.get("IDEMPOTENCY_TTL_HOURS", "168")) * 3600)
+_secret_arn = env["VISMA_CLIENT_SECRET_ARN"]  # refuses to start without the Visma client secret
+
+
+@cache
+def visma_client() -> VismaClient:
+    """The Visma client, made on first use (its secret is read once per cold start)."""
+    secret = SecretsProvider().get(_secret_arn, transform="json")
+    return VismaClient(
+        env.get("VISMA_API_BASE_URL", "https://api.finance.visma.net"),
+        env.get("VISMA_TOKEN_URL", "https://connect.visma.com/connect/token"),
+        secret["client_id"],
+        secret["client_secret"],
+        secret.get("scope"),
+    )
+
+
+settings = ProcessorSettings(
+    feedback_source=env.get("FEEDBACK_SOURCE") or env.get("POWERTOOLS_SERVICE_NAME", "visma-webhooks"),
+    max_receive_count=int(env.get("MAX_RECEIVE_COUNT", "5")),
+    retry_base_seconds=float(env.get("RETRY_BASE_SECONDS", "10")),
+    rules=ResourceRules.from_hosts(env.get("ALLOWED_RESOURCE_HOSTS")),
+)
+outcomes = DynamoDBOutcomeStore(env["IDEMPOTENCY_TABLE"], _dynamodb, _ttl_seconds)
+batch_processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+_threads = ThreadPoolExecutor(max_workers=10, thread_name_prefix="record")
+
+
+def _queued(record: SQSRecord) -> QueuedRecord:
+    attributes = {name: value.string_value or "" for name, value in record.message_attributes.items()}
+    return QueuedRecord(
+        message_id=record.message_id,
+        body=record.body,
+        attributes=attributes,
+        receive_count=int(record.attributes.approximate_receive_count or 1),
+    )
+
+
+def _delay(record: SQSRecord, result: RecordResult) -> None:
+    """Keep a record to retry invisible for its backoff, instead of sleeping."""
+    try:
+        _sqs.change_message_visibility(
+            QueueUrl=env["QUEUE_URL"],
+            ReceiptHandle=record.receipt_handle,
+            VisibilityTimeout=int(result.retry_after or 0),
+        )
+    except Exception:  # the queue's own visibility timeout applies instead
+        logger.exception("could not change the message's visibility", extra={"message_id": record.message_id})
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict, context: object) -> dict:
+    guard = PowertoolsStageGuard(env["IDEMPOTENCY_TABLE"], _dynamodb, _ttl_seconds, context)
+    visma = visma_client()
+    throttled_before = visma.stats["throttled"]
+    visma.remaining_time = lambda: context.get_remaining_time_in_millis() / 1000
+    processor = Processor(settings, visma, guard, outcomes, registry, logger)
+    scope = processor.batch()
+    results: list[RecordResult] = []
+
+    async def record_handler(record: SQSRecord) -> str:
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(_threads, processor.process, _queued(record), scope)
+        results.append(result)
+        logger.info(
+            "record processed",
+            extra={
+                "notification_id": result.notification_id,
+                "outcome": result.outcome,
+                "feedback": result.feedback,
+            },
+        )
+        if result.retry:
+            _delay(record, result)
+            raise RuntimeError(f"{result.outcome}: {result.error}")
+        return result.outcome
+
+    response = async_process_partial_response(event, record_handler, batch_processor, context)
+    _count(results, visma.stats["throttled"] - throttled_before)
+    return response
+
+
+def _count(results: list[RecordResult], throttled: int) -> None:
+    for result in results:
+        metrics.add_metric(name=METRIC_BY_OUTCOME[result.outcome], unit=MetricUnit.Count, value=1)
+        if result.feedback is not None:
+            posted = result.feedback.get("posted")
+            metrics.add_metric(
+                name="FeedbackPosted" if posted else "FeedbackFailed", unit=MetricUnit.Count, value=1
+            )
+        failed = [h for h in result.handlers.values() if isinstance(h, dict) and h.get("status") == "failed"]
+        if failed:
+            metrics.add_metric(name="HandlerErrors", unit=MetricUnit.Count, value=len(failed))
+    if throttled:
+        metrics.add_metric(name="VismaThrottled", unit=MetricUnit.Count, value=throttled)

@@ -1,0 +1,523 @@
+"""The Visma.net ERP API client: Visma Connect tokens, fetching, feedback, write-backs.
+
+The processor's domain code talks to Visma only through :class:`VismaClient` and the
+errors below; it never sees ``requests``.
+
+* **Tokens.** Visma Connect client credentials (``client_id``, ``client_secret``,
+  ``scope``, ``tenant_id``), one cached token per tenant until 60 s (10 % for tokens
+  shorter than 10 minutes) before ``expires_in``. Concurrent callers for one tenant share
+  one token request. On a 401 the token is dropped and fetched again once; the request is
+  then retried once.
+* **Requests** only ever go to ``base_url`` + a path that starts with ``/v1/``.
+* **Retries** (5xx, 408, connection errors, timeouts): at most ``max_retries`` with
+  jittered exponential backoff, done here rather than by urllib3 so that each retry can be
+  checked against the Lambda's remaining time: a retry starts only if its sleep plus a
+  whole attempt (connect + read timeout) ends ``safety_margin`` seconds before the
+  deadline. The first attempt's read timeout is shortened to fit the time left.
+  Every method retries, POST included: a post that failed here would be repeated by the
+  queue's retry anyway, and the processor guards feedback with its own idempotency key.
+* **Rate limits.** A 429 raises :class:`ThrottledError` at once (no sleeping) with the wait
+  from ``Retry-After`` (seconds or HTTP date), else ``X-RateLimit-Reset``, else 60 s.
+  ``X-RateLimit-Reset`` is read as seconds until the reset, or as a Unix time when it is
+  that large. A response with ``X-RateLimit-Remaining: 0`` is returned normally, but the
+  tenant is then blocked: later calls raise :class:`ThrottledError` without a request
+  until the reset has passed. The last ``X-RateLimit-*`` values per tenant are in
+  :attr:`VismaClient.rate_limit`.
+* **Auth failures** (the token endpoint refusing the credentials, or a 401 that a fresh
+  token does not cure) raise :class:`VismaAuthError`, a transient error: the message goes
+  back to the queue and, if the credentials stay wrong, to the DLQ, from where it can be
+  replayed once they are fixed.
+
+Neither the client secret nor a token ever appears in an exception message or a log line.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_PATH = "/v1/webhooknotificationfeedback"
+MAX_FEEDBACK_DESCRIPTION = 1000
+DEFAULT_THROTTLE_SECONDS = 60.0
+MAX_BACKOFF_SECONDS = 10.0
+POOL_SIZE = 16
+USER_AGENT = "visma-webhooks/0.1 (+python-requests)"
+_UNIX_TIME_THRESHOLD = 1_000_000_000  # an X-RateLimit-Reset this large is a Unix time
+_BAD_PATH = re.compile(r"(\.\.|//|\\|%2e|%2f|%5c|%00|[\s#@\x00-\x1f\x7f])", re.IGNORECASE)
+
+
+class VismaError(Exception):
+    """Any failure talking to Visma. ``status`` is the HTTP status (None without a response)."""
+
+    def __init__(
+        self, reason: str, status: int | None = None, *, method: str | None = None, path: str | None = None
+    ):
+        self.reason = reason
+        self.status = status
+        self.method = method
+        self.path = path
+        where = f"{method} {path}: " if method and path else ""
+        super().__init__(f"{where}{reason}" + (f" (HTTP {status})" if status is not None else ""))
+
+
+class TransientVismaError(VismaError):
+    """Worth retrying later: 5xx, 408, connection errors and timeouts once retries are used up."""
+
+
+class VismaAuthError(TransientVismaError):
+    """The token endpoint refused the client, or a fresh token still got a 401."""
+
+
+class ThrottledError(TransientVismaError):
+    """Visma's rate limit: try again after ``retry_after`` seconds (never slept on here)."""
+
+    def __init__(self, reason: str, retry_after: float, status: int | None = 429, **kwargs: Any):
+        self.retry_after = max(0.0, float(retry_after))
+        super().__init__(f"{reason}; retry after {self.retry_after:.0f} s", status, **kwargs)
+        self.reason = reason
+
+
+class PermanentVismaError(VismaError):
+    """Retrying cannot help: 404, 410 and the other 4xx (except 401, 408 and 429)."""
+
+    status: int
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The ``X-RateLimit-*`` values of the last response seen for one tenant."""
+
+    limit: int | None
+    remaining: int | None
+    reset: float | None  # seconds until the window resets
+    seen_at: float  # the client's clock when the response arrived
+
+
+@dataclass
+class _Token:
+    value: str
+    refresh_at: float  # client clock
+
+
+class _Bearer(AuthBase):
+    """Sets the Authorization header (explicit auth also keeps ~/.netrc out of it)."""
+
+    def __init__(self, token: str):
+        self.token = token
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["Authorization"] = f"Bearer {self.token}"
+        return r
+
+
+class VismaClient:
+    """Thread-safe client for one Visma Connect client (``client_id``) and any number of tenants.
+
+    ``remaining_time`` is a callable returning the seconds left in the Lambda invocation
+    (e.g. ``lambda: context.get_remaining_time_in_millis() / 1000``); it may be replaced
+    per invocation by assigning the attribute. ``clock`` and ``sleep`` are injectable
+    for tests. ``stats`` counts token requests, GETs and POSTs sent (every attempt),
+    all API requests, retries and throttling errors raised.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scope: str | None = None,
+        *,
+        session: requests.Session | None = None,
+        timeout: float | tuple[float, float] = (3.05, 10.0),
+        max_retries: int = 3,
+        backoff: float = 0.2,
+        remaining_time: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        safety_margin: float = 2.0,
+    ):
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("base_url must be an http(s) URL without query or fragment")
+        self.base_url = base_url.rstrip("/")
+        self._netloc = parts.netloc
+        self.token_url = token_url
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.scope = scope
+        self.timeout = timeout if isinstance(timeout, tuple) else (float(timeout), float(timeout))
+        self.max_retries = max(0, int(max_retries))
+        self.backoff = backoff
+        self.remaining_time = remaining_time
+        self.safety_margin = safety_margin
+        self._clock = clock
+        self._sleep = sleep
+        self.session = session or self._new_session()
+        self.rate_limit: dict[str, RateLimit] = {}
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("token_requests", "gets", "posts", "requests", "retries", "throttled"), 0
+        )
+        self._tokens: dict[str, _Token] = {}
+        self._tenant_locks: dict[str, threading.Lock] = {}
+        self._blocked_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"VismaClient(base_url={self.base_url!r}, client_id={self.client_id!r})"
+
+    @staticmethod
+    def _new_session() -> requests.Session:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+        return session
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- public API ---------------------------------------------------------------------
+
+    def get(self, tenant_id: str, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
+        """GET ``{base_url}{path}`` as the tenant and return the decoded JSON."""
+        return self.request(tenant_id, "GET", path, params=params)
+
+    def post_feedback(
+        self, tenant_id: str, notification_id: str, *, source: str, description: str, is_success: bool
+    ) -> None:
+        """POST a WebhookNotificationFeedback (Visma answers 201; any 2xx is accepted)."""
+        if len(description) > MAX_FEEDBACK_DESCRIPTION:
+            description = description[: MAX_FEEDBACK_DESCRIPTION - 1] + "…"
+        body = {
+            "notificationId": notification_id,
+            "source": source,
+            "description": description,
+            "isSuccess": bool(is_success),
+        }
+        self.request(tenant_id, "POST", FEEDBACK_PATH, json=body)
+
+    def request(
+        self,
+        tenant_id: str,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Send ``method`` to ``{base_url}{path}``; return the decoded JSON body (None if empty)."""
+        if not tenant_id or not isinstance(tenant_id, str):
+            raise ValueError("tenant_id is required")
+        url = self._url(path)
+        method = method.upper()
+        return self._send(tenant_id, method, path, url, json, params)
+
+    def invalidate_token(self, tenant_id: str) -> None:
+        """Forget the tenant's cached token (the next call fetches a new one)."""
+        with self._lock:
+            self._tokens.pop(tenant_id, None)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        if not isinstance(path, str) or not path.startswith("/v1/") or _BAD_PATH.search(path):
+            raise ValueError("path must be a plain API path starting with /v1/")
+        url = self.base_url + path
+        if urlsplit(url).netloc != self._netloc:  # pragma: no cover - guarded by the checks above
+            raise ValueError("path would leave the configured API host")
+        return url
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.stats[name] += n
+
+    def _check_blocked(self, tenant_id: str, method: str, path: str) -> None:
+        with self._lock:
+            until = self._blocked_until.get(tenant_id)
+        if until is None:
+            return
+        wait = until - self._clock()
+        if wait > 0:
+            self._count("throttled")
+            raise ThrottledError(
+                "rate limit exhausted for this tenant", wait, status=429, method=method, path=path
+            )
+        with self._lock:
+            if self._blocked_until.get(tenant_id) == until:
+                del self._blocked_until[tenant_id]
+
+    def _budget(self) -> float:
+        """Seconds that an attempt may still use (infinite without ``remaining_time``)."""
+        if self.remaining_time is None:
+            return float("inf")
+        return float(self.remaining_time()) - self.safety_margin
+
+    def _attempt_timeout(self, budget: float) -> tuple[float, float]:
+        connect, read = self.timeout
+        return (min(connect, budget), min(read, budget))
+
+    def _backoff_delay(self, retry: int) -> float:
+        ceiling = min(MAX_BACKOFF_SECONDS, self.backoff * 2**retry)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def _send(
+        self, tenant_id: str, method: str, path: str, url: str, body: Any, params: Mapping[str, Any] | None
+    ) -> Any:
+        retry = 0
+        refreshed = False
+        while True:
+            self._check_blocked(tenant_id, method, path)
+            budget = self._budget()
+            if budget <= 0:
+                raise TransientVismaError("no time left in the invocation", method=method, path=path)
+            try:
+                token = self._token(tenant_id, self._attempt_timeout(budget))
+                response = self._http(method, url, token, body, params, self._attempt_timeout(budget))
+                if response.status_code == 401 and not refreshed:
+                    refreshed = True
+                    self._drop_token(tenant_id, token)
+                    log.info("Visma answered 401; refreshing the token once", extra={"path": path})
+                    continue
+                return self._result(tenant_id, method, path, response, token)
+            except TransientVismaError as exc:
+                delay = self._backoff_delay(retry)
+                if isinstance(exc, ThrottledError | VismaAuthError) or not self._may_retry(retry, delay):
+                    raise
+                retry += 1
+                self._count("retries")
+                log.warning(
+                    "Visma request failed; retrying",
+                    extra={
+                        "method": method,
+                        "path": path,
+                        "status": exc.status,
+                        "attempt": retry,
+                        "delay": delay,
+                    },
+                )
+                self._sleep(delay)
+
+    def _may_retry(self, retry: int, delay: float) -> bool:
+        """Retries left, and time for the sleep plus a whole attempt before the margin."""
+        if retry >= self.max_retries:
+            return False
+        connect, read = self.timeout
+        return self._budget() >= delay + connect + read
+
+    def _http(
+        self,
+        method: str,
+        url: str,
+        token: str,
+        body: Any,
+        params: Mapping[str, Any] | None,
+        timeout: tuple[float, float],
+    ) -> requests.Response:
+        self._count("requests")
+        if method == "GET":
+            self._count("gets")
+        elif method == "POST":
+            self._count("posts")
+        path = urlsplit(url).path
+        try:
+            return self.session.request(
+                method,
+                url,
+                json=body,
+                params=params,
+                auth=_Bearer(token),
+                timeout=timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout:
+            raise TransientVismaError("timed out", method=method, path=path) from None
+        except requests.ConnectionError:
+            raise TransientVismaError("connection failed", method=method, path=path) from None
+        except requests.RequestException as exc:
+            raise TransientVismaError(
+                f"request failed: {type(exc).__name__}", method=method, path=path
+            ) from None
+
+    def _result(self, tenant_id: str, method: str, path: str, response: requests.Response, token: str) -> Any:
+        status = response.status_code
+        self._note_rate_limit(tenant_id, response)
+        if status == 429:
+            wait = self._throttle_wait(response.headers)
+            self._block(tenant_id, wait)
+            self._count("throttled")
+            raise ThrottledError("Visma rate limit reached", wait, status=429, method=method, path=path)
+        if 200 <= status < 300:
+            if not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                raise TransientVismaError("response is not JSON", status, method=method, path=path) from None
+        reason = self._reason(response, token)
+        if status == 401:
+            raise VismaAuthError(
+                f"unauthorised with a fresh token: {reason}", status, method=method, path=path
+            )
+        if status == 408 or status >= 500:
+            raise TransientVismaError(reason, status, method=method, path=path)
+        raise PermanentVismaError(reason, status, method=method, path=path)
+
+    def _reason(self, response: requests.Response, token: str) -> str:
+        """A short reason from Visma's error body, scrubbed of anything secret."""
+        reason = response.reason or "error"
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            for key in ("message", "Message", "ExceptionMessage", "error_description", "error"):
+                if isinstance(data.get(key), str) and data[key].strip():
+                    reason = data[key].strip()
+                    break
+        for secret in (token, self._client_secret):
+            if secret:
+                reason = reason.replace(secret, "***")
+        return reason[:200]
+
+    def _note_rate_limit(self, tenant_id: str, response: requests.Response) -> None:
+        headers = response.headers
+        if not any(h in headers for h in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")):
+            return
+        reset = _reset_seconds(headers.get("X-RateLimit-Reset"))
+        info = RateLimit(
+            limit=_int(headers.get("X-RateLimit-Limit")),
+            remaining=_int(headers.get("X-RateLimit-Remaining")),
+            reset=reset,
+            seen_at=self._clock(),
+        )
+        with self._lock:
+            self.rate_limit[tenant_id] = info
+        if False:
+            self._block(tenant_id, reset if reset is not None else DEFAULT_THROTTLE_SECONDS)
+
+    def _block(self, tenant_id: str, wait: float) -> None:
+        until = self._clock() + max(0.0, wait)
+        with self._lock:
+            self._blocked_until[tenant_id] = max(until, self._blocked_until.get(tenant_id, until))
+
+    @staticmethod
+    def _throttle_wait(headers: Mapping[str, str]) -> float:
+        retry_after = headers.get("Retry-After")
+        if retry_after:
+            value = retry_after.strip()
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                try:
+                    when = email.utils.parsedate_to_datetime(value)
+                except (TypeError, ValueError):
+                    when = None
+                if when is not None and when.tzinfo is not None:
+                    return max(0.0, when.timestamp() - time.time())
+        reset = _reset_seconds(headers.get("X-RateLimit-Reset"))
+        return reset if reset is not None else DEFAULT_THROTTLE_SECONDS
+
+    # -- tokens -------------------------------------------------------------------------
+
+    def _tenant_lock(self, tenant_id: str) -> threading.Lock:
+        with self._lock:
+            return self._tenant_locks.setdefault(tenant_id, threading.Lock())
+
+    def _cached(self, tenant_id: str) -> str | None:
+        with self._lock:
+            token = self._tokens.get(tenant_id)
+        if token is not None and self._clock() < token.refresh_at:
+            return token.value
+        return None
+
+    def _drop_token(self, tenant_id: str, value: str) -> None:
+        """Forget the token, unless another thread has already replaced it."""
+        with self._lock:
+            current = self._tokens.get(tenant_id)
+            if current is not None and current.value == value:
+                del self._tokens[tenant_id]
+
+    def _token(self, tenant_id: str, timeout: tuple[float, float]) -> str:
+        cached = self._cached(tenant_id)
+        if cached:
+            return cached
+        with self._tenant_lock(tenant_id):
+            cached = self._cached(tenant_id)  # another thread may have fetched it meanwhile
+            if cached:
+                return cached
+            value, expires_in = self._request_token(tenant_id, timeout)
+            margin = min(60.0, 0.1 * expires_in)
+            with self._lock:
+                self._tokens[tenant_id] = _Token(value, self._clock() + expires_in - margin)
+            return value
+
+    def _request_token(self, tenant_id: str, timeout: tuple[float, float]) -> tuple[str, float]:
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self._client_secret,
+            "tenant_id": tenant_id,
+        }
+        if self.scope:
+            form["scope"] = self.scope
+        self._count("token_requests")
+        where = {"method": "POST", "path": urlsplit(self.token_url).path or "/"}
+        try:
+            response = self.session.post(self.token_url, data=form, timeout=timeout, allow_redirects=False)
+        except requests.Timeout:
+            raise TransientVismaError("token request timed out", **where) from None
+        except requests.RequestException:
+            raise TransientVismaError("token request failed to connect", **where) from None
+        status = response.status_code
+        if status == 429:
+            self._count("throttled")
+            raise ThrottledError("token endpoint rate limit", self._throttle_wait(response.headers), **where)
+        if status == 408 or status >= 500:
+            raise TransientVismaError("token endpoint error", status, **where)
+        if status >= 300:
+            raise VismaAuthError(f"token request refused: {self._reason(response, '')}", status, **where)
+        try:
+            data = response.json()
+            value = data["access_token"]
+            expires_in = float(data.get("expires_in", 3600))
+        except (ValueError, KeyError, TypeError):
+            raise TransientVismaError("token response is not a token", status, **where) from None
+        if not isinstance(value, str) or not value:
+            raise TransientVismaError("token response is not a token", status, **where)
+        return value, max(1.0, expires_in)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _reset_seconds(value: str | None) -> float | None:
+    """``X-RateLimit-Reset`` as seconds from now (a Unix time is converted)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if seconds >= _UNIX_TIME_THRESHOLD:
+        seconds -= time.time()
+    return max(0.0, seconds)

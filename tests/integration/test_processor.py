@@ -1,0 +1,281 @@
+"""The real processor handler on moto, against a Visma sandbox over real sockets."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+
+import boto3
+import pytest
+
+from tests.conftest import REGION
+from tests.processor_support import (
+    delete_succeeded,
+    failures,
+    feedback_for,
+    notification,
+    put,
+    receive,
+    release,
+)
+from visma_webhooks.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.local.functions import load_function
+from visma_webhooks.local.lambda_events import LambdaContext
+from visma_webhooks.local.sandbox import VismaSandbox
+
+MAX_RECEIVE = 3
+
+
+@pytest.fixture
+def sandbox():
+    with VismaSandbox(port=0, client_id="processor-test", client_secret="processor-test-secret") as server:
+        yield server
+
+
+@pytest.fixture
+def table(aws):
+    client = boto3.client("dynamodb", region_name=REGION)
+    client.create_table(
+        TableName="idempotency",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.update_time_to_live(
+        TableName="idempotency", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+    )
+    return client
+
+
+@pytest.fixture
+def processor(monkeypatch, queues, table, sandbox):
+    secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="visma-client",
+        SecretString=json.dumps({"client_id": "processor-test", "client_secret": "processor-test-secret"}),
+    )["ARN"]
+    for name, value in {
+        "QUEUE_URL": queues["queue_url"],
+        "IDEMPOTENCY_TABLE": "idempotency",
+        "VISMA_API_BASE_URL": sandbox.url,
+        "VISMA_TOKEN_URL": f"{sandbox.url}/connect/token",
+        "VISMA_CLIENT_SECRET_ARN": secret,
+        "HANDLER_MODULES": "tests.counting_handlers",
+        "MAX_RECEIVE_COUNT": str(MAX_RECEIVE),
+        "RETRY_BASE_SECONDS": "30",
+        "FEEDBACK_SOURCE": "processor-tests",
+    }.items():
+        monkeypatch.setenv(name, value)
+    app = load_function("processor")
+    return app
+
+
+@pytest.fixture
+def counter(processor):
+    module = importlib.import_module("tests.counting_handlers")
+    module.reset()
+    return module
+
+
+def run(app, sqs, queue_url, expected, *, timeout=30.0):
+    event = receive(sqs, queue_url, expected)
+    assert len(event["Records"]) == expected
+    response = app.handler(event, LambdaContext("processor", timeout))
+    delete_succeeded(sqs, queue_url, event, response)
+    return event, response
+
+
+def gets(sandbox, path):
+    return [r for r in sandbox.requests if r["method"] == "GET" and r["path"] == path]
+
+
+def test_batch_of_ten_isolates_each_failure(processor, counter, queues, sandbox):
+    sqs, url = queues["sqs"], queues["queue_url"]
+    sandbox.set_faults(rules=[{"path": "/v1/customer/flaky", "status": 503}])
+    batch = [
+        notification("ok-1", "/v1/customer/10001"),
+        notification("ok-2", "/v1/customer/10002"),
+        notification("gone", "/v1/customer/missing-1"),  # 404: permanent
+        notification("flaky", "/v1/customer/flaky"),  # 503 every time: transient
+        notification("blocked", "/v1/customer/10003"),  # the handler raises PermanentError
+        notification("shared-a", "/v1/customer/20000"),
+        notification("shared-b", "/v1/customer/20000"),  # same resource: one GET
+        notification("no-resource", None),
+        notification("unhandled", "/v1/supplier/20002", event="supplier_changed"),
+        notification("ok-1", "/v1/customer/10001"),  # the same notification again
+    ]
+    counter.permanent_failures.add("blocked")
+    put(sqs, url, batch[:9])
+    put(sqs, url, batch[9:])
+
+    event, response = run(processor, sqs, url, 10)
+
+    assert failures(response, event) == {"flaky"}
+    assert counter.runs["ok-1"] == 1, "a duplicate in the batch ran the handler twice"
+    assert len(gets(sandbox, "/v1/customer/20000")) == 1
+    assert counter.resources["shared-a"] == counter.resources["shared-b"]
+    assert counter.resources["no-resource"] is None
+    feedback = sandbox.feedback
+    assert [f["isSuccess"] for f in feedback_for(feedback, "ok-1")] == [True]
+    assert [f["isSuccess"] for f in feedback_for(feedback, "gone")] == [False]
+    assert "404" in feedback_for(feedback, "gone")[0]["description"]
+    assert [f["isSuccess"] for f in feedback_for(feedback, "blocked")] == [False]
+    assert "blocked" in feedback_for(feedback, "blocked")[0]["description"]
+    assert feedback_for(feedback, "flaky") == []
+    assert feedback_for(feedback, "unhandled") == [], "unhandled events get no feedback"
+    assert all(f["source"] == "processor-tests" for f in feedback)
+    # the transient failure stays invisible for its backoff instead of coming straight back
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
+    outcomes = DynamoDBOutcomeStore("idempotency", boto3.client("dynamodb", region_name=REGION), 3600)
+    assert outcomes.get("gone")["outcome"] == "failed"
+    assert outcomes.get("flaky")["outcome"] == "retrying"
+    assert outcomes.get("unhandled")["outcome"] == "unhandled"
+    assert outcomes.get("ok-1")["handlers"]["counter"]["result"] == "counted ok-1"
+
+
+def test_transient_failure_recovers_without_rerunning_finished_work(processor, counter, queues, sandbox):
+    sqs, url = queues["sqs"], queues["queue_url"]
+    counter.transient_failures["retry-me"] = 1
+    put(sqs, url, [notification("retry-me")])
+
+    event, response = run(processor, sqs, url, 1)
+    assert failures(response, event) == {"retry-me"}
+    release(sqs, url, event)
+    event, response = run(processor, sqs, url, 1)
+
+    assert response["batchItemFailures"] == []
+    assert counter.runs["retry-me"] == 2
+    assert [f["isSuccess"] for f in feedback_for(sandbox.feedback, "retry-me")] == [True]
+
+
+def test_feedback_failure_retries_feedback_only(processor, counter, queues, sandbox):
+    sqs, url = queues["sqs"], queues["queue_url"]
+    sandbox.set_faults(rules=[{"path": "/v1/webhooknotificationfeedback", "status": 503, "times": 4}])
+    put(sqs, url, [notification("fb")])
+
+    event, response = run(processor, sqs, url, 1)
+    assert failures(response, event) == {"fb"}
+    release(sqs, url, event)
+    fetched = len(gets(sandbox, "/v1/customer/10001"))
+    event, response = run(processor, sqs, url, 1)
+
+    assert response["batchItemFailures"] == []
+    assert counter.runs["fb"] == 1, "the handler ran again although it had succeeded"
+    assert len(gets(sandbox, "/v1/customer/10001")) == fetched, "the resource was fetched again"
+    assert [f["isSuccess"] for f in feedback_for(sandbox.feedback, "fb")] == [True]
+
+
+class Crash(BaseException):
+    """The process dying: nothing is cleaned up."""
+
+
+def test_crash_after_handler_before_feedback(processor, counter, queues, sandbox, monkeypatch):
+    sqs, url = queues["sqs"], queues["queue_url"]
+    client = processor.visma_client()
+    real_post = client.post_feedback
+    calls = {"n": 0}
+
+    def crash_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise Crash
+        return real_post(*args, **kwargs)
+
+    monkeypatch.setattr(client, "post_feedback", crash_once)
+    put(sqs, url, [notification("crash")])
+    event = receive(sqs, url, 1)
+    with pytest.raises(Crash):
+        processor.handler(event, LambdaContext("processor", 3.0))
+    time.sleep(3.2)  # the in-progress records expire with the crashed invocation
+    release(sqs, url, event)
+
+    event, response = run(processor, sqs, url, 1)
+
+    assert response["batchItemFailures"] == []
+    assert counter.runs["crash"] == 1
+    assert [f["isSuccess"] for f in feedback_for(sandbox.feedback, "crash")] == [True]
+
+
+def test_last_receive_posts_failure_feedback(processor, counter, queues, sandbox):
+    sqs, url = queues["sqs"], queues["queue_url"]
+    sandbox.set_faults(rules=[{"path": "/v1/customer/down", "status": 500}])
+    put(sqs, url, [notification("doomed", "/v1/customer/down")])
+
+    for attempt in range(1, MAX_RECEIVE + 1):
+        event, response = run(processor, sqs, url, 1)
+        assert failures(response, event) == {"doomed"}
+        posted = feedback_for(sandbox.feedback, "doomed")
+        assert len(posted) == (1 if attempt == MAX_RECEIVE else 0)
+        release(sqs, url, event)
+
+    assert posted[0]["isSuccess"] is False
+    assert "gave up after 3 attempts" in posted[0]["description"]
+
+
+def test_throttling_extends_visibility_by_the_wait(processor, counter, queues, sandbox):
+    sqs, url = queues["sqs"], queues["queue_url"]
+    sandbox.set_faults(rules=[{"path": "/v1/customer/busy", "status": 429, "times": 1, "retry_after": 1}])
+    put(sqs, url, [notification("busy", "/v1/customer/busy")])
+
+    event, response = run(processor, sqs, url, 1)
+
+    assert failures(response, event) == {"busy"}
+    outcomes = DynamoDBOutcomeStore("idempotency", boto3.client("dynamodb", region_name=REGION), 3600)
+    assert outcomes.get("busy")["outcome"] == "throttled"
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
+    time.sleep(2.2)  # the sandbox's Retry-After is 1 s (plus up to 1 s of jitter)
+    event, response = run(processor, sqs, url, 1)
+    assert response["batchItemFailures"] == []
+    assert [f["isSuccess"] for f in feedback_for(sandbox.feedback, "busy")] == [True]
+
+
+def test_redelivered_notification_is_a_duplicate(processor, counter, queues, sandbox):
+    sqs, url = queues["sqs"], queues["queue_url"]
+    put(sqs, url, [notification("again")])
+    run(processor, sqs, url, 1)
+    put(sqs, url, [notification("again")])
+    _, response = run(processor, sqs, url, 1)
+
+    assert response["batchItemFailures"] == []
+    assert counter.runs["again"] == 1
+    assert len(feedback_for(sandbox.feedback, "again")) == 1
+
+
+def test_force_bypasses_dedup(processor, counter, queues, sandbox):
+    sqs, url = queues["sqs"], queues["queue_url"]
+    put(sqs, url, [notification("forced")])
+    run(processor, sqs, url, 1)
+    put(sqs, url, [notification("forced")], attributes={"force": "replay-1"})
+    run(processor, sqs, url, 1)
+
+    assert counter.runs["forced"] == 2
+
+
+def test_garbage_message_is_kept_for_the_dlq(processor, counter, queues):
+    sqs, url = queues["sqs"], queues["queue_url"]
+    sqs.send_message(QueueUrl=url, MessageBody="not json at all")
+    _, response = run(processor, sqs, url, 1)
+    assert len(response["batchItemFailures"]) == 1
+
+
+def test_quarantined_item_is_revalidated(processor, counter, queues, sandbox):
+    sqs, url = queues["sqs"], queues["queue_url"]
+    item = {
+        "notificationId": "q-1",
+        "contextId": "1262489",
+        "event": "customer_changed",
+        "resourceUri": "https://evil.example/v1/customer/1",
+    }
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody=json.dumps({"quarantine": {"reasons": ["x"], "metadata": {}, "item": item}}),
+        MessageAttributes={"notification_id": {"DataType": "String", "StringValue": "q-1"}},
+    )
+    _, response = run(processor, sqs, url, 1)
+
+    assert response["batchItemFailures"] == []
+    assert counter.runs["q-1"] == 0
+    posted = feedback_for(sandbox.feedback, "q-1")
+    assert [f["isSuccess"] for f in posted] == [False]
+    assert "not allow-listed" in posted[0]["description"]
+    assert not any("evil" in r["path"] for r in sandbox.requests)
