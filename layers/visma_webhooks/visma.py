@@ -82,6 +82,10 @@ class VismaAuthError(TransientVismaError):
     """The token endpoint refused the client, or a fresh token still got a 401."""
 
 
+class _OutOfTime(TransientVismaError):
+    """The invocation has no time left for another request."""
+
+
 class ThrottledError(TransientVismaError):
     """Visma's rate limit: try again after ``retry_after`` seconds (never slept on here)."""
 
@@ -160,7 +164,9 @@ class VismaClient:
         self.client_id = client_id
         self._client_secret = client_secret
         self.scope = scope
-        self.timeout = timeout if isinstance(timeout, tuple) else (float(timeout), float(timeout))
+        if isinstance(timeout, int | float):
+            timeout = (timeout, timeout)
+        self.timeout = (float(timeout[0]), float(timeout[1]))
         self.max_retries = max(0, int(max_retries))
         self.backoff = backoff
         self.remaining_time = remaining_time
@@ -268,7 +274,11 @@ class VismaClient:
             return float("inf")
         return float(self.remaining_time()) - self.safety_margin
 
-    def _attempt_timeout(self, budget: float) -> tuple[float, float]:
+    def _attempt_timeout(self, method: str, path: str) -> tuple[float, float]:
+        """The (connect, read) timeout, shortened to the time left; raises if none is left."""
+        budget = self._budget()
+        if budget <= 0:
+            raise _OutOfTime("no time left in the invocation", method=method, path=path)
         connect, read = self.timeout
         return (min(connect, budget), min(read, budget))
 
@@ -283,12 +293,9 @@ class VismaClient:
         refreshed = False
         while True:
             self._check_blocked(tenant_id, method, path)
-            budget = self._budget()
-            if budget <= 0:
-                raise TransientVismaError("no time left in the invocation", method=method, path=path)
             try:
-                token = self._token(tenant_id, self._attempt_timeout(budget))
-                response = self._http(method, url, token, body, params, self._attempt_timeout(budget))
+                token = self._token(tenant_id, self._attempt_timeout(method, path))
+                response = self._http(method, url, token, body, params, self._attempt_timeout(method, path))
                 if response.status_code == 401 and not refreshed:
                     refreshed = True
                     self._drop_token(tenant_id, token)
@@ -297,7 +304,9 @@ class VismaClient:
                 return self._result(tenant_id, method, path, response, token)
             except TransientVismaError as exc:
                 delay = self._backoff_delay(retry)
-                if isinstance(exc, ThrottledError | VismaAuthError) or not self._may_retry(retry, delay):
+                if isinstance(exc, ThrottledError | VismaAuthError | _OutOfTime) or not self._may_retry(
+                    retry, delay
+                ):
                     raise
                 retry += 1
                 self._count("retries")
@@ -408,7 +417,7 @@ class VismaClient:
         )
         with self._lock:
             self.rate_limit[tenant_id] = info
-        if False:
+        if info.remaining == 0 and response.status_code != 429:
             self._block(tenant_id, reset if reset is not None else DEFAULT_THROTTLE_SECONDS)
 
     def _block(self, tenant_id: str, wait: float) -> None:

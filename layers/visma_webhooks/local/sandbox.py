@@ -18,8 +18,8 @@ Endpoints
   client). ``tenant_id`` is required; ``client_id``/``client_secret`` are checked when
   the sandbox was given them. The token is bound to the tenant and lasts ``token_ttl``.
 * ``GET /v1/{entity}/{id...}`` (Bearer token): the document stored under that path in
-  the fixtures (default ``events/visma-resources.json``: a JSON object mapping paths to
-  documents). A path that is not in the fixtures is *synthesised* as
+  the fixtures (a JSON object mapping paths to documents; by default the project's
+  ``events/visma-resources.json``, or none where that file is absent). A path that is not in the fixtures is *synthesised* as
   ``{"id": ..., "entity": ..., "synthetic": true}`` so that load tests can use any id,
   unless ``synthesize=False``. An id with a segment starting with ``missing``
   (``/v1/customer/missing-7``) is always 404, fixtures or not. Anything else is 404.
@@ -31,7 +31,8 @@ Endpoints
 Every response outside the control API carries ``X-RateLimit-Limit``,
 ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (seconds until the tenant's window
 resets). Each authenticated API call uses one unit of the tenant's ``rate_limit`` per
-``rate_window``; past it the answer is 429 with ``Retry-After``.
+``rate_window`` (default 100,000 per hour, so that only tests that lower it meet it);
+past it the answer is 429 with ``Retry-After``.
 
 Fault injection (API calls under ``/v1/`` only): ``latency`` seconds before every answer;
 ``timeout_rate``: that fraction of calls hangs ``timeout_seconds`` before answering;
@@ -46,15 +47,20 @@ endpoint included, and are checked first, in order::
 
 Optional rule fields: ``method``, ``tenant``, ``body`` (the JSON to answer with).
 
-Control API (not in the request log): ``GET /_sandbox/feedback``, ``GET
-/_sandbox/requests`` (method, path, query, tenant, status, time, duration, fault; token
-requests also client_id and scope),
-``GET /_sandbox/writes``, ``GET|POST /_sandbox/faults`` (settings as above; a body
-with ``path`` adds one rule, ``rules`` replaces them all), ``POST /_sandbox/resources``
-(``{path: document}`` to add or replace documents), ``POST /_sandbox/revoke-tokens``,
-``POST /_sandbox/reset`` (faults back to the start values, logs, rules, rate windows and
-documents cleared; issued tokens stay valid) and ``GET /_sandbox/health``. The same
-operations are methods and properties of :class:`VismaSandbox`.
+Control API (not in the request log):
+
+* ``GET /_sandbox/feedback``, ``GET /_sandbox/writes``;
+* ``GET /_sandbox/requests``: method, path, query, tenant, status, time, duration,
+  fault (token requests also client_id and scope, never the secret);
+* ``GET|POST /_sandbox/faults``: the settings above; a body with ``path`` adds one
+  rule, ``rules`` replaces them all;
+* ``POST /_sandbox/resources``: ``{path: document}`` adds or replaces documents;
+* ``POST /_sandbox/revoke-tokens`` (optionally ``{"tenant": ...}``);
+* ``POST /_sandbox/reset``: fault settings back to their start values; logs, rules,
+  rate windows and documents reset (issued tokens stay valid);
+* ``GET /_sandbox/health``.
+
+The same operations are methods and properties of :class:`VismaSandbox`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,484 @@
+"""The embedded Visma sandbox over real sockets: in-process and as a subprocess."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from visma_webhooks.local.sandbox import DEFAULT_FIXTURES, VismaSandbox
+from visma_webhooks.resources import ResourceRules
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+TENANT = "1262489"
+RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+@pytest.fixture
+def sandbox():
+    with VismaSandbox() as sb:
+        yield sb
+
+
+@pytest.fixture
+def http():
+    with requests.Session() as session:
+        yield session
+
+
+def token(sb: VismaSandbox, http: requests.Session, tenant: str = TENANT, **form: str) -> str:
+    data = {
+        "grant_type": "client_credentials",
+        "client_id": "id",
+        "client_secret": "secret",
+        "tenant_id": tenant,
+    }
+    response = http.post(sb.token_url, data={**data, **form}, timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def auth(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def sample_resource_paths() -> set[str]:
+    """Every resource path that the sample notifications in events/ name (404 samples aside)."""
+    rules = ResourceRules()
+    paths: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, str) and node.lstrip()[:1] in ("{", "["):
+            with contextlib.suppress(ValueError):
+                walk(json.loads(node))  # an API Gateway event's body
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key.lower() == "resourceuri" and isinstance(value, str):
+                    paths.add(rules.resource_path(value))
+                elif key.lower() == "relativeresourceuri" and isinstance(value, str):
+                    paths.add(rules.relative_path(value))
+                else:
+                    walk(value)
+
+    for file in EVENTS.glob("*.json"):
+        if file.resolve() != DEFAULT_FIXTURES.resolve():
+            walk(json.loads(file.read_text()))
+    return {p for p in paths if not any(s.startswith("missing") for s in p.split("/")[3:])}
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+
+def test_token_endpoint_issues_bearer_tokens(sandbox, http):
+    response = http.post(
+        sandbox.token_url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "a",
+            "client_secret": "b",
+            "tenant_id": TENANT,
+        },
+        timeout=5,
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 3600
+    assert len(body["access_token"]) >= 20
+    for name in RATE_HEADERS:
+        assert name in response.headers
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "error"),
+    [
+        ({"grant_type": "password", "tenant_id": TENANT}, 400, "unsupported_grant_type"),
+        ({"grant_type": "client_credentials"}, 400, "invalid_request"),
+        (
+            {"grant_type": "client_credentials", "tenant_id": TENANT, "client_secret": "nope"},
+            401,
+            "invalid_client",
+        ),
+        (
+            {"grant_type": "client_credentials", "tenant_id": TENANT, "client_id": "other"},
+            401,
+            "invalid_client",
+        ),
+    ],
+)
+def test_token_endpoint_refuses_bad_requests(http, form, status, error):
+    with VismaSandbox(client_id="the-id", client_secret="the-secret") as sb:
+        data = {"client_id": "the-id", "client_secret": "the-secret", **form}
+        response = http.post(sb.token_url, data=data, timeout=5)
+        assert response.status_code == status
+        assert response.json()["error"] == error
+
+
+def test_token_endpoint_accepts_http_basic_client_auth(http):
+    with VismaSandbox(client_id="the-id", client_secret="the-secret") as sb:
+        basic = base64.b64encode(b"the-id:the-secret").decode()
+        response = http.post(
+            sb.token_url,
+            data={"grant_type": "client_credentials", "tenant_id": TENANT},
+            headers={"Authorization": f"Basic {basic}"},
+            timeout=5,
+        )
+        assert response.status_code == 200
+
+
+def test_api_requires_a_valid_unexpired_token(http):
+    with VismaSandbox(token_ttl=1) as sb:
+        url = sb.url + "/v1/customer/10001"
+        assert http.get(url, timeout=5).status_code == 401
+        assert http.get(url, headers=auth("made-up"), timeout=5).status_code == 401
+        value = token(sb, http)
+        assert http.get(url, headers=auth(value), timeout=5).status_code == 200
+        time.sleep(1.1)
+        response = http.get(url, headers=auth(value), timeout=5)
+        assert response.status_code == 401
+        assert "invalid_token" in response.headers["WWW-Authenticate"]
+
+
+def test_tokens_are_bound_to_their_tenant_and_can_be_revoked(sandbox, http):
+    a, b = token(sandbox, http, "tenant-a"), token(sandbox, http, "tenant-b")
+    http.get(sandbox.url + "/v1/customer/1", headers=auth(a), timeout=5)
+    http.get(sandbox.url + "/v1/customer/2", headers=auth(b), timeout=5)
+    tenants = [r["tenant"] for r in sandbox.requests if r["path"].startswith("/v1/")]
+    assert tenants == ["tenant-a", "tenant-b"]
+    revoked = http.post(sandbox.url + "/_sandbox/revoke-tokens", json={"tenant": "tenant-a"}, timeout=5)
+    assert revoked.json() == {"revoked": 1}
+    assert http.get(sandbox.url + "/v1/customer/1", headers=auth(a), timeout=5).status_code == 401
+    assert http.get(sandbox.url + "/v1/customer/1", headers=auth(b), timeout=5).status_code == 200
+
+
+# -- resources ---------------------------------------------------------------------------
+
+
+def test_every_resource_named_in_the_samples_is_a_fixture(sandbox, http):
+    paths = sample_resource_paths()
+    fixtures = json.loads(DEFAULT_FIXTURES.read_text())
+    assert len(paths) >= 7
+    assert paths <= set(fixtures)
+    headers = auth(token(sandbox, http))
+    for path in sorted(paths):
+        response = http.get(sandbox.url + path, headers=headers, timeout=5)
+        assert response.status_code == 200, path
+        assert response.json() == fixtures[path]
+        assert "synthetic" not in response.json()
+
+
+def test_unknown_ids_are_synthesised_and_missing_ids_are_404(sandbox, http):
+    headers = auth(token(sandbox, http))
+    response = http.get(sandbox.url + "/v1/salesorder/SO/9999", headers=headers, timeout=5)
+    assert response.json() == {"id": "SO/9999", "entity": "salesorder", "synthetic": True}
+    for path in ("/v1/customer/missing-1", "/v1/salesorder/SO/missing", "/v1/customer", "/v2/customer/1"):
+        assert http.get(sandbox.url + path, headers=headers, timeout=5).status_code == 404, path
+    sandbox.set_resource("/v1/customer/missing-2", {"number": "missing-2"})
+    assert http.get(sandbox.url + "/v1/customer/missing-2", headers=headers, timeout=5).status_code == 404
+
+
+def test_without_synthesis_only_fixtures_are_served(http):
+    with VismaSandbox(fixtures={"/v1/customer/1": {"number": "1"}}, synthesize=False) as sb:
+        headers = auth(token(sb, http))
+        assert http.get(sb.url + "/v1/customer/1", headers=headers, timeout=5).json() == {"number": "1"}
+        assert http.get(sb.url + "/v1/customer/2", headers=headers, timeout=5).status_code == 404
+
+
+def test_fixtures_must_be_paths_under_v1(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"customer/1": {}}))
+    with pytest.raises(ValueError, match="/v1/"):
+        VismaSandbox(fixtures=bad)
+
+
+def test_documents_can_be_added_over_http(sandbox, http):
+    doc = {"number": "30001", "name": "Added AS"}
+    assert http.post(sandbox.url + "/_sandbox/resources", json={"/v1/customer/30001": doc}, timeout=5).ok
+    headers = auth(token(sandbox, http))
+    assert http.get(sandbox.url + "/v1/customer/30001", headers=headers, timeout=5).json() == doc
+
+
+# -- rate limit headers ------------------------------------------------------------------
+
+
+def test_every_response_carries_rate_limit_headers_and_remaining_counts_down(http):
+    with VismaSandbox(rate_limit=3) as sb:
+        headers = auth(token(sb, http))
+        responses = [
+            http.get(sb.url + "/v1/customer/1", timeout=5),  # 401
+            http.get(sb.url + "/v1/customer/1", headers=headers, timeout=5),
+            http.get(sb.url + "/v1/customer/missing", headers=headers, timeout=5),
+            http.post(
+                sb.url + "/v1/webhooknotificationfeedback",
+                json={"notificationId": "n", "isSuccess": True},
+                headers=headers,
+                timeout=5,
+            ),
+            http.get(sb.url + "/v1/customer/2", headers=headers, timeout=5),
+        ]
+        assert [r.status_code for r in responses] == [401, 200, 404, 201, 429]
+        for response in responses:
+            assert all(name in response.headers for name in RATE_HEADERS)
+            assert response.headers["X-RateLimit-Limit"] == "3"
+            assert 3590 <= int(response.headers["X-RateLimit-Reset"]) <= 3600
+        assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["3", "2", "1", "0", "0"]
+        assert 3590 <= int(responses[-1].headers["Retry-After"]) <= 3600
+        assert sb.requests[-1]["fault"] == "rate_limit"
+
+
+# -- feedback and writes -----------------------------------------------------------------
+
+
+def test_feedback_is_recorded_and_answered_201(sandbox, http):
+    headers = auth(token(sandbox, http))
+    body = {"notificationId": "1455fe2a", "source": "visma-webhooks", "description": "ok", "isSuccess": True}
+    response = http.post(
+        sandbox.url + "/v1/webhooknotificationfeedback", json=body, headers=headers, timeout=5
+    )
+    assert response.status_code == 201
+    [record] = http.get(sandbox.url + "/_sandbox/feedback", timeout=5).json()
+    assert record["tenant"] == TENANT
+    assert {k: record[k] for k in body} == body
+    assert record["received_at"].endswith("Z")
+    assert sandbox.feedback == [record]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"source": "x", "isSuccess": True},
+        {"notificationId": "", "isSuccess": True},
+        {"notificationId": "n", "isSuccess": "yes"},
+        {"notificationId": "n", "isSuccess": True, "description": 5},
+        ["not", "an", "object"],
+    ],
+)
+def test_invalid_feedback_is_400_and_not_recorded(sandbox, http, body):
+    headers = auth(token(sandbox, http))
+    response = http.post(
+        sandbox.url + "/v1/webhooknotificationfeedback", json=body, headers=headers, timeout=5
+    )
+    assert response.status_code == 400
+    assert response.json()["message"]
+    assert sandbox.feedback == []
+
+
+def test_writes_are_recorded(sandbox, http):
+    headers = auth(token(sandbox, http))
+    put = http.put(
+        sandbox.url + "/v1/customer/10001", json={"name": {"value": "X"}}, headers=headers, timeout=5
+    )
+    post = http.post(
+        sandbox.url + "/v1/customer", json={"number": {"value": "1"}}, headers=headers, timeout=5
+    )
+    assert (put.status_code, post.status_code) == (204, 201)
+    writes = http.get(sandbox.url + "/_sandbox/writes", timeout=5).json()
+    assert [(w["method"], w["path"], w["body"], w["tenant"]) for w in writes] == [
+        ("PUT", "/v1/customer/10001", {"name": {"value": "X"}}, TENANT),
+        ("POST", "/v1/customer", {"number": {"value": "1"}}, TENANT),
+    ]
+
+
+# -- fault injection ---------------------------------------------------------------------
+
+
+def test_error_and_throttle_rates(sandbox, http):
+    headers = auth(token(sandbox, http))
+    url = sandbox.url + "/v1/customer/1"
+    sandbox.set_faults(error_rate=1.0)
+    response = http.get(url, headers=headers, timeout=5)
+    assert response.status_code == 503
+    sandbox.set_faults(error_rate=0.0, throttle_rate=1.0)
+    response = http.get(url, headers=headers, timeout=5)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "1"
+    assert all(name in response.headers for name in RATE_HEADERS)
+    assert [r["fault"] for r in sandbox.requests[-2:]] == ["error", "throttle"]
+
+
+def test_seeded_draws_are_reproducible():
+    def statuses(seed: int) -> list[int]:
+        with VismaSandbox(error_rate=0.5, seed=seed) as sb, requests.Session() as session:
+            headers = auth(token(sb, session))
+            return [
+                session.get(sb.url + f"/v1/customer/{i}", headers=headers, timeout=5).status_code
+                for i in range(30)
+            ]
+
+    first = statuses(7)
+    assert first == statuses(7)
+    assert {200, 503} == set(first)
+
+
+def test_latency_applies_to_api_calls(http):
+    with VismaSandbox(latency=0.2) as sb:
+        started = time.monotonic()
+        value = token(sb, http)
+        assert time.monotonic() - started < 0.15  # not the token endpoint
+        started = time.monotonic()
+        http.get(sb.url + "/v1/customer/1", headers=auth(value), timeout=5)
+        assert time.monotonic() - started >= 0.2
+
+
+def test_timeout_mode_hangs_longer_than_the_client_waits(sandbox, http):
+    headers = auth(token(sandbox, http))
+    sandbox.set_faults(timeout_rate=1.0, timeout_seconds=2.0)
+    with pytest.raises(requests.ReadTimeout):
+        http.get(sandbox.url + "/v1/customer/1", headers=headers, timeout=(1, 0.3))
+
+
+def test_path_rules_over_http_fail_n_times_then_serve(sandbox, http):
+    headers = auth(token(sandbox, http))
+    url = sandbox.url + "/v1/customer/42"
+    rule = {"path": "/v1/customer/42", "status": 503, "times": 2}
+    assert http.post(sandbox.url + "/_sandbox/faults", json=rule, timeout=5).ok
+    codes = [http.get(url, headers=headers, timeout=5).status_code for _ in range(3)]
+    assert codes == [503, 503, 200]
+    faults = http.get(sandbox.url + "/_sandbox/faults", timeout=5).json()
+    assert faults["rules"][0]["hits"] == 2
+
+
+def test_permanent_glob_rule_with_method_and_body(sandbox, http):
+    headers = auth(token(sandbox, http))
+    sandbox.add_rule("/v1/salesorder/*", 410, method="GET", body={"message": "gone"})
+    for _ in range(3):
+        response = http.get(sandbox.url + "/v1/salesorder/SO/1", headers=headers, timeout=5)
+        assert (response.status_code, response.json()) == (410, {"message": "gone"})
+    assert http.get(sandbox.url + "/v1/customer/1", headers=headers, timeout=5).status_code == 200
+    sandbox.set_faults(rules=[])
+    assert http.get(sandbox.url + "/v1/salesorder/SO/1", headers=headers, timeout=5).status_code == 200
+
+
+def test_rules_apply_to_the_token_endpoint(sandbox, http):
+    sandbox.add_rule("/connect/token", 500, times=1)
+    data = {"grant_type": "client_credentials", "tenant_id": TENANT}
+    assert http.post(sandbox.token_url, data=data, timeout=5).status_code == 500
+    assert http.post(sandbox.token_url, data=data, timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error_rate": 1.5},
+        {"latency": -1},
+        {"throttle_rate": "high"},
+        {"bogus": 1},
+        {"path": "/v1/x", "times": 0},
+    ],
+)
+def test_invalid_fault_settings_are_400(sandbox, http, body):
+    response = http.post(sandbox.url + "/_sandbox/faults", json=body, timeout=5)
+    assert response.status_code == 400
+    assert response.json()["message"]
+
+
+def test_reset_restores_the_start(http):
+    with VismaSandbox(latency=0.0, error_rate=0.0) as sb:
+        headers = auth(token(sb, http))
+        http.post(sb.url + "/_sandbox/faults", json={"error_rate": 1.0}, timeout=5)
+        http.post(sb.url + "/_sandbox/faults", json={"path": "/v1/customer/1", "status": 404}, timeout=5)
+        http.post(
+            sb.url + "/v1/webhooknotificationfeedback",
+            json={"notificationId": "n", "isSuccess": True},
+            headers=headers,
+            timeout=5,
+        )
+        assert http.post(sb.url + "/_sandbox/reset", timeout=5).ok
+        assert sb.feedback == []
+        assert sb.requests == []
+        assert sb.faults()["error_rate"] == 0.0
+        assert sb.faults()["rules"] == []
+        assert http.get(sb.url + "/v1/customer/1", headers=headers, timeout=5).status_code == 200
+
+
+def test_request_log(sandbox, http):
+    value = token(sandbox, http)
+    http.get(sandbox.url + "/v1/customer/10001?expand=contacts", headers=auth(value), timeout=5)
+    http.get(sandbox.url + "/_sandbox/feedback", timeout=5)
+    log = http.get(sandbox.url + "/_sandbox/requests", timeout=5).json()
+    assert [(r["method"], r["path"], r["status"]) for r in log] == [
+        ("POST", "/connect/token", 200),
+        ("GET", "/v1/customer/10001", 200),
+    ]
+    assert log[1]["query"] == "expand=contacts"
+    assert log[1]["tenant"] == TENANT
+    assert abs(log[1]["time"] - time.time()) < 60
+
+
+# -- lifecycle ---------------------------------------------------------------------------
+
+
+def test_stop_closes_keep_alive_connections_and_wakes_hanging_requests(http):
+    sb = VismaSandbox(timeout_rate=1.0, timeout_seconds=30).start()
+    headers = auth(token(sb, http))  # leaves a keep-alive connection in the session's pool
+    url = sb.url + "/v1/customer/1"
+
+    def hang() -> None:
+        with contextlib.suppress(requests.RequestException):
+            requests.get(url, headers=headers, timeout=60)
+
+    hung = threading.Thread(target=hang, daemon=True)
+    hung.start()
+    time.sleep(0.3)
+    assert hung.is_alive()
+    started = time.monotonic()
+    sb.stop()
+    assert time.monotonic() - started < 3
+    hung.join(5)
+    assert not hung.is_alive()
+    with pytest.raises(requests.ConnectionError):
+        http.get(url, headers=headers, timeout=5)
+
+
+def test_runs_as_a_subprocess_and_stops_on_sigterm(tmp_path):
+    fixtures = tmp_path / "fixtures.json"
+    fixtures.write_text(json.dumps({"/v1/customer/7": {"number": "7"}}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "layers")}
+    proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        [sys.executable, "-m", "visma_webhooks.local.sandbox", "--port", "0", "--latency", "0.01",
+         "--fixtures", str(fixtures), "--rate-limit", "50"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line, (
+            proc.stderr.read() if proc.poll() is not None else line
+        )
+        url = line.rsplit(" ", 1)[1].strip()
+        with requests.Session() as http:
+            assert http.get(url + "/_sandbox/health", timeout=5).json() == {"ok": True}
+            value = token(VismaSandboxAt(url), http)
+            response = http.get(url + "/v1/customer/7", headers=auth(value), timeout=5)
+            assert response.json() == {"number": "7"}
+            assert response.headers["X-RateLimit-Limit"] == "50"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class VismaSandboxAt:
+    """The two URLs that ``token`` needs, for a sandbox in another process."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.token_url = url + "/connect/token"

@@ -1,0 +1,495 @@
+"""VismaClient against the embedded Visma sandbox, over real loopback sockets."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import socket
+import threading
+import time
+
+import pytest
+
+from visma_webhooks.local.sandbox import VismaSandbox
+from visma_webhooks.visma import (
+    PermanentVismaError,
+    ThrottledError,
+    TransientVismaError,
+    VismaAuthError,
+    VismaClient,
+)
+
+CLIENT_ID = "integration-client"
+CLIENT_SECRET = "s3cr3t-Kq81-do-not-leak"
+SCOPE = "vismanet_erp_service_api:read vismanet_erp_service_api:create"
+TENANT = "1262489"
+CUSTOMER = "/v1/customer/10001"
+
+
+class FakeClock:
+    """A monotonic clock and a sleep that advances it (nothing really waits)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def sandbox():
+    with VismaSandbox(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as sb:
+        yield sb
+
+
+@pytest.fixture
+def make_client(sandbox):
+    clients: list[VismaClient] = []
+
+    def make(secret: str = CLIENT_SECRET, target: VismaSandbox | None = None, **kwargs) -> VismaClient:
+        kwargs.setdefault("backoff", 0.01)
+        kwargs.setdefault("timeout", (1.0, 2.0))
+        target = target or sandbox
+        client = VismaClient(target.url, target.token_url, CLIENT_ID, secret, SCOPE, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def token_requests(sb: VismaSandbox) -> list[dict]:
+    return [r for r in sb.requests if r["path"] == "/connect/token"]
+
+
+def api_requests(sb: VismaSandbox, path: str | None = None) -> list[dict]:
+    return [r for r in sb.requests if r["path"].startswith("/v1/") and (path is None or r["path"] == path)]
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+
+def test_get_returns_the_document_and_sends_client_credentials(sandbox, make_client):
+    client = make_client()
+    doc = client.get(TENANT, CUSTOMER)
+    assert doc == sandbox.resources[CUSTOMER]
+    [token] = token_requests(sandbox)
+    assert token["status"] == 200
+    assert (token["tenant"], token["client_id"], token["scope"]) == (TENANT, CLIENT_ID, SCOPE)
+    [get] = api_requests(sandbox)
+    assert (get["method"], get["tenant"], get["status"]) == ("GET", TENANT, 200)
+
+
+def test_one_token_per_tenant(sandbox, make_client):
+    client = make_client()
+    for i in range(10):
+        client.get("tenant-a", f"/v1/customer/{i}")
+    for i in range(5):
+        client.get("tenant-b", f"/v1/supplier/{i}")
+    assert sorted(r["tenant"] for r in token_requests(sandbox)) == ["tenant-a", "tenant-b"]
+    assert client.stats["token_requests"] == 2
+    assert client.stats["gets"] == 15
+    assert {r["tenant"] for r in api_requests(sandbox, "/v1/supplier/3")} == {"tenant-b"}
+
+
+def test_concurrent_first_calls_for_one_tenant_make_one_token_request(sandbox, make_client):
+    sandbox.add_rule("/connect/token", delay=0.3)  # a slow token endpoint widens the race
+    client = make_client()
+    barrier = threading.Barrier(16)
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def call(i: int) -> None:
+        barrier.wait()
+        doc = client.get(TENANT, f"/v1/inventory/ITEM-{i}")
+        with lock:
+            results.append(doc)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(results) == 16
+    assert len(token_requests(sandbox)) == 1
+    assert client.stats["token_requests"] == 1
+    assert sandbox.connections <= 16  # one pool, sized for the threads
+
+
+@pytest.mark.parametrize(("ttl", "still_cached_at", "refreshed_at"), [(120, 107, 109), (3600, 3539, 3541)])
+def test_token_is_refreshed_shortly_before_it_expires(make_client, ttl, still_cached_at, refreshed_at):
+    clock = FakeClock()
+    with VismaSandbox(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token_ttl=ttl) as sb:
+        client = make_client(target=sb, clock=clock)
+        start = clock.now
+        client.get(TENANT, CUSTOMER)
+        clock.now = start + still_cached_at
+        client.get(TENANT, CUSTOMER)
+        assert len(token_requests(sb)) == 1
+        clock.now = start + refreshed_at
+        client.get(TENANT, CUSTOMER)
+        assert len(token_requests(sb)) == 2
+
+
+def test_401_drops_the_token_and_refreshes_once(sandbox, make_client):
+    client = make_client()
+    client.get(TENANT, CUSTOMER)
+    assert sandbox.revoke_tokens(TENANT) == 1
+    assert client.get(TENANT, CUSTOMER)["number"] == "10001"
+    assert [r["status"] for r in api_requests(sandbox)] == [200, 401, 200]
+    assert len(token_requests(sandbox)) == 2
+
+
+def test_a_second_401_is_an_auth_error(sandbox, make_client):
+    sandbox.add_rule(CUSTOMER, 401)
+    client = make_client()
+    with pytest.raises(VismaAuthError) as caught:
+        client.get(TENANT, CUSTOMER)
+    assert caught.value.status == 401
+    assert isinstance(caught.value, TransientVismaError)  # credentials can be fixed, then replayed
+    assert len(api_requests(sandbox)) == 2
+    assert len(token_requests(sandbox)) == 2
+
+
+def test_refused_credentials_are_an_auth_error_without_the_secret(sandbox, make_client):
+    wrong = "wrong-secret-Zz93"
+    client = make_client(secret=wrong)
+    with pytest.raises(VismaAuthError) as caught:
+        client.get(TENANT, CUSTOMER)
+    assert caught.value.status == 401
+    assert wrong not in str(caught.value)
+    assert wrong not in repr(caught.value)
+    assert wrong not in repr(client)
+    assert api_requests(sandbox) == []
+
+
+# -- retries -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
+def test_transient_status_is_retried_with_backoff_then_succeeds(sandbox, make_client, status):
+    sandbox.add_rule(CUSTOMER, status, times=2)
+    clock = FakeClock()
+    client = make_client(backoff=0.2, sleep=clock.sleep)
+    assert client.get(TENANT, CUSTOMER)["number"] == "10001"
+    assert [r["status"] for r in api_requests(sandbox)] == [status, status, 200]
+    assert client.stats["retries"] == 2
+    assert len(clock.sleeps) == 2
+    for retry, delay in enumerate(clock.sleeps):  # jittered exponential: [b·2^n / 2, b·2^n]
+        ceiling = 0.2 * 2**retry
+        assert ceiling / 2 <= delay <= ceiling
+
+
+def test_5xx_exhausted_is_transient(sandbox, make_client):
+    sandbox.add_rule(CUSTOMER, 502)
+    client = make_client(max_retries=2)
+    with pytest.raises(TransientVismaError) as caught:
+        client.get(TENANT, CUSTOMER)
+    assert not isinstance(caught.value, PermanentVismaError | ThrottledError)
+    assert caught.value.status == 502
+    assert len(api_requests(sandbox)) == 3
+    assert client.stats["retries"] == 2
+
+
+def test_read_timeout_is_transient(sandbox, make_client):
+    sandbox.add_rule(CUSTOMER, delay=2.0)
+    client = make_client(timeout=(1.0, 0.3), max_retries=0)
+    started = time.monotonic()
+    with pytest.raises(TransientVismaError) as caught:
+        client.get(TENANT, CUSTOMER)
+    assert time.monotonic() - started < 1.5
+    assert caught.value.status is None
+    assert "timed out" in caught.value.reason
+
+
+def test_timeout_then_success_on_retry(sandbox, make_client):
+    sandbox.add_rule(CUSTOMER, delay=2.0, times=1)
+    client = make_client(timeout=(1.0, 0.3), max_retries=1)
+    assert client.get(TENANT, CUSTOMER)["number"] == "10001"
+    assert client.stats["retries"] == 1
+
+
+def test_connection_refused_is_transient():
+    with socket.socket() as s:  # a port that nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    client = VismaClient(url, url + "/connect/token", CLIENT_ID, CLIENT_SECRET, max_retries=2, backoff=0.01)
+    with pytest.raises(TransientVismaError) as caught:
+        client.get(TENANT, CUSTOMER)
+    assert "connect" in caught.value.reason
+    assert caught.value.status is None
+    assert client.stats["token_requests"] == 3
+    assert client.stats["retries"] == 2
+
+
+# -- the Lambda's remaining time ---------------------------------------------------------
+
+
+def test_no_retry_when_too_little_time_is_left(sandbox, make_client):
+    sandbox.add_rule(CUSTOMER, 503)
+    clock = FakeClock()
+    # 3.0 s left - 1.0 s margin = 2.0 s: the first attempt fits, a retry (sleep + 2 s) does not.
+    client = make_client(
+        timeout=(1.0, 1.0), backoff=0.2, safety_margin=1.0, remaining_time=lambda: 3.0, sleep=clock.sleep
+    )
+    with pytest.raises(TransientVismaError) as caught:
+        client.get(TENANT, CUSTOMER)
+    assert caught.value.status == 503
+    assert len(api_requests(sandbox)) == 1
+    assert clock.sleeps == []
+
+
+def test_retries_stop_before_the_deadline(sandbox, make_client):
+    sandbox.add_rule(CUSTOMER, 503)
+    clock = FakeClock()
+    deadline = clock.now + 12.0
+    client = make_client(
+        timeout=(1.0, 1.0),
+        backoff=1.0,
+        max_retries=10,
+        safety_margin=1.0,
+        clock=clock,
+        sleep=clock.sleep,
+        remaining_time=lambda: deadline - clock.now,
+    )
+    with pytest.raises(TransientVismaError):
+        client.get(TENANT, CUSTOMER)
+    retries = client.stats["retries"]
+    assert 1 <= retries < 10
+    # Every sleep plus a whole attempt (2 s) ended at least the margin before the deadline.
+    assert sum(clock.sleeps) + 2.0 <= 12.0 - 1.0
+    assert len(api_requests(sandbox)) == retries + 1
+
+
+def test_no_request_without_time_left(sandbox, make_client):
+    client = make_client(safety_margin=1.0, remaining_time=lambda: 0.5)
+    with pytest.raises(TransientVismaError, match="no time left"):
+        client.get(TENANT, CUSTOMER)
+    assert sandbox.requests == []
+
+
+def test_first_attempt_read_timeout_is_shortened_to_the_time_left(sandbox, make_client):
+    sandbox.add_rule(CUSTOMER, delay=3.0)
+    client = make_client(timeout=(1.0, 10.0), safety_margin=1.0, remaining_time=lambda: 1.6, max_retries=0)
+    started = time.monotonic()
+    with pytest.raises(TransientVismaError, match="timed out"):
+        client.get(TENANT, CUSTOMER)
+    assert time.monotonic() - started < 1.5
+
+
+# -- rate limits -------------------------------------------------------------------------
+
+
+def test_429_with_retry_after_seconds_raises_at_once_and_blocks_the_tenant(sandbox, make_client):
+    sandbox.add_rule(CUSTOMER, 429, retry_after=7, tenant=TENANT)
+    clock = FakeClock()
+    client = make_client(sleep=clock.sleep)
+    with pytest.raises(ThrottledError) as caught:
+        client.get(TENANT, CUSTOMER)
+    assert caught.value.retry_after == pytest.approx(7, abs=0.01)
+    assert caught.value.status == 429
+    assert clock.sleeps == []
+    assert len(api_requests(sandbox)) == 1
+    with pytest.raises(ThrottledError) as again:  # blocked: no request at all
+        client.get(TENANT, "/v1/customer/10002")
+    assert 0 < again.value.retry_after <= 7
+    assert len(api_requests(sandbox)) == 1
+    assert client.get("another-tenant", CUSTOMER)["number"] == "10001"
+    assert client.stats["throttled"] == 2
+
+
+def test_429_with_retry_after_http_date(sandbox, make_client):
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    sandbox.add_rule(CUSTOMER, 429, headers={"Retry-After": when})
+    with pytest.raises(ThrottledError) as caught:
+        make_client().get(TENANT, CUSTOMER)
+    assert 27 <= caught.value.retry_after <= 31
+
+
+def test_429_without_retry_after_uses_x_ratelimit_reset(sandbox, make_client):
+    sandbox.add_rule(CUSTOMER, 429, headers={"X-RateLimit-Reset": "42"})
+    with pytest.raises(ThrottledError) as caught:
+        make_client().get(TENANT, CUSTOMER)
+    assert caught.value.retry_after == pytest.approx(42, abs=0.01)
+
+
+def test_x_ratelimit_reset_as_unix_time(sandbox, make_client):
+    sandbox.add_rule(CUSTOMER, 429, headers={"X-RateLimit-Reset": str(int(time.time()) + 90)})
+    with pytest.raises(ThrottledError) as caught:
+        make_client().get(TENANT, CUSTOMER)
+    assert 87 <= caught.value.retry_after <= 91
+
+
+def test_throttle_wait_defaults_to_a_minute():
+    assert VismaClient._throttle_wait({}) == 60.0
+    assert VismaClient._throttle_wait({"Retry-After": "not a date"}) == 60.0
+
+
+def test_remaining_zero_returns_the_result_then_blocks_until_the_reset(sandbox, make_client):
+    sandbox.add_rule(CUSTOMER, times=1, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "5"})
+    clock = FakeClock()
+    client = make_client(clock=clock)
+    assert client.get(TENANT, CUSTOMER)["number"] == "10001"
+    assert client.rate_limit[TENANT].remaining == 0
+    assert client.rate_limit[TENANT].reset == 5
+    with pytest.raises(ThrottledError) as caught:
+        client.get(TENANT, CUSTOMER)
+    assert caught.value.retry_after == pytest.approx(5)
+    with pytest.raises(ThrottledError):
+        client.post_feedback(TENANT, "n-1", source="test", description="x", is_success=True)
+    assert len(api_requests(sandbox)) == 1
+    clock.now += 4.9
+    with pytest.raises(ThrottledError):
+        client.get(TENANT, CUSTOMER)
+    clock.now += 0.2
+    assert client.get(TENANT, CUSTOMER)["number"] == "10001"
+    assert len(api_requests(sandbox)) == 2
+
+
+def test_the_sandbox_rate_limit_exhausted(sandbox, make_client):
+    sandbox.set_faults(rate_limit=3)
+    client = make_client()
+    for i in range(3):
+        client.get(TENANT, f"/v1/customer/{i}")
+    assert client.rate_limit[TENANT].remaining == 0
+    with pytest.raises(ThrottledError) as caught:
+        client.get(TENANT, "/v1/customer/3")
+    assert 3500 < caught.value.retry_after <= 3600
+    assert len(api_requests(sandbox)) == 3
+
+
+def test_rate_limit_values_are_recorded_per_tenant(sandbox, make_client):
+    client = make_client()
+    client.get("tenant-a", CUSTOMER)
+    client.get("tenant-a", CUSTOMER)
+    client.get("tenant-b", CUSTOMER)
+    a, b = client.rate_limit["tenant-a"], client.rate_limit["tenant-b"]
+    assert (a.limit, a.remaining) == (100_000, 99_998)
+    assert (b.limit, b.remaining) == (100_000, 99_999)
+    assert 3590 <= a.reset <= 3600
+
+
+# -- classification ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [404, 410, 400, 403, 422])
+def test_other_4xx_are_permanent_and_not_retried(sandbox, make_client, status):
+    sandbox.add_rule(CUSTOMER, status)
+    client = make_client()
+    with pytest.raises(PermanentVismaError) as caught:
+        client.get(TENANT, CUSTOMER)
+    assert caught.value.status == status
+    assert len(api_requests(sandbox)) == 1
+    assert client.stats["retries"] == 0
+
+
+def test_missing_resource_is_404(sandbox, make_client):
+    with pytest.raises(PermanentVismaError) as caught:
+        make_client().get(TENANT, "/v1/salesorder/missing-1")
+    assert caught.value.status == 404
+    assert caught.value.path == "/v1/salesorder/missing-1"
+    assert "not found" in caught.value.reason
+
+
+# -- feedback and write-backs ------------------------------------------------------------
+
+
+def test_feedback_body(sandbox, make_client):
+    client = make_client()
+    client.post_feedback(
+        TENANT, "1455fe2a", source="visma-webhooks-prod", description="synced", is_success=False
+    )
+    [record] = sandbox.feedback
+    assert {k: v for k, v in record.items() if k != "received_at"} == {
+        "tenant": TENANT,
+        "notificationId": "1455fe2a",
+        "source": "visma-webhooks-prod",
+        "description": "synced",
+        "isSuccess": False,
+    }
+    assert client.stats["posts"] == 1
+    [post] = api_requests(sandbox)
+    assert (post["method"], post["path"], post["status"]) == ("POST", "/v1/webhooknotificationfeedback", 201)
+
+
+@pytest.mark.parametrize(("length", "expected"), [(10, 10), (1000, 1000), (1001, 1000), (50_000, 1000)])
+def test_feedback_description_is_truncated_with_an_ellipsis(sandbox, make_client, length, expected):
+    text = "".join(chr(ord("a") + i % 26) for i in range(length))
+    make_client().post_feedback(TENANT, "n-1", source="s", description=text, is_success=True)
+    sent = sandbox.feedback[0]["description"]
+    assert len(sent) == expected
+    if length > 1000:
+        assert sent == text[:999] + "…"
+    else:
+        assert sent == text
+
+
+def test_request_for_write_backs(sandbox, make_client):
+    client = make_client()
+    assert client.request(TENANT, "PUT", CUSTOMER, json={"name": {"value": "New name"}}) is None
+    assert client.request(TENANT, "post", "/v1/customer", json={"number": {"value": "10003"}}) is None
+    writes = sandbox.writes
+    assert [(w["method"], w["path"], w["body"]) for w in writes] == [
+        ("PUT", CUSTOMER, {"name": {"value": "New name"}}),
+        ("POST", "/v1/customer", {"number": {"value": "10003"}}),
+    ]
+    assert {w["tenant"] for w in writes} == {TENANT}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "v1/customer/1",
+        "https://evil.example/v1/customer/1",
+        "//evil.example/v1/customer/1",
+        "/v2/customer/1",
+        "/api/v1/customer/1",
+        "/v1/../admin",
+        "/v1/customer/..%2F..%2Fadmin",
+        "/v1/customer/%2e%2e/x",
+        "/v1//customer",
+        "/v1/customer/1#frag",
+        "/v1/customer/a b",
+        "/v1/customer\\1",
+        "/v1/@evil.example/x",
+        "/v1/customer/1\r\nX-Injected: 1",
+    ],
+)
+def test_paths_outside_v1_are_refused_without_a_request(sandbox, make_client, path):
+    client = make_client()
+    with pytest.raises(ValueError, match="/v1/"):
+        client.get(TENANT, path)
+    assert sandbox.requests == []
+    assert client.stats["requests"] == 0
+
+
+def test_connections_are_reused(sandbox, make_client):
+    client = make_client()
+    for i in range(20):
+        client.get(TENANT, f"/v1/customer/{i}")
+    client.post_feedback(TENANT, "n-1", source="s", description="d", is_success=True)
+    assert sandbox.connections == 1
+
+
+def test_neither_secret_nor_token_in_logs_or_errors(sandbox, make_client, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = make_client()
+    client.get(TENANT, CUSTOMER)
+    token = client._tokens[TENANT].value
+    sandbox.add_rule("/v1/customer/1", 503, times=1)
+    sandbox.add_rule("/v1/customer/2", 400, body={"message": f"bad request with {token} / {CLIENT_SECRET}"})
+    client.get(TENANT, "/v1/customer/1")
+    with pytest.raises(PermanentVismaError) as caught:
+        client.get(TENANT, "/v1/customer/2")
+    assert "***" in caught.value.reason
+    texts = [str(caught.value), repr(caught.value), caplog.text, repr(client)]
+    for text in texts:
+        assert token not in text
+        assert CLIENT_SECRET not in text
