@@ -113,4 +113,3 @@ def deliver(function_module, body: bytes, headers: dict, **event_options) -> tup
 
     result = function_module.handler(http_api_event(body, headers, **event_options), LambdaContext("ingest"))
     return result["statusCode"], json.loads(result["body"])
-

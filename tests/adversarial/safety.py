@@ -1,0 +1,48 @@
+"""What may reach the queues, stated independently of the code under test."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from visma_webhooks.models import Notification
+
+# A notification on the queue names /v1/<entity>/<id>[/<id>...] or no resource at all.
+RESOURCE_PATH = re.compile(r"/v1/[A-Za-z][A-Za-z0-9]{0,63}(/[A-Za-z0-9._~%-]{1,120}){1,6}")
+# Characters SQS refuses in message bodies and attribute values (moto does not check them).
+_SQS_REFUSED = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_UNSAFE_IN_PATH = re.compile(r"%(2e|2f|5c|00|25)|\.\.", re.IGNORECASE)
+
+
+def sqs_refused(text: str) -> list[str]:
+    """The characters of ``text`` that SQS would refuse."""
+    return _SQS_REFUSED.findall(text)
+
+
+def strict_json(text: str):
+    """Parse JSON as any strict consumer would: NaN and Infinity are not JSON."""
+
+    def refuse(name):
+        raise ValueError(f"{name} in a queue message")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def assert_safe_notification_body(body: str) -> Notification:
+    """A queue message body is strict JSON, a valid Notification, with a safe resource path."""
+    assert not sqs_refused(body), sqs_refused(body)
+    notification = Notification.model_validate(strict_json(body))
+    path = notification.resource_path
+    if path is not None:
+        assert path.startswith("/v1/"), path
+        assert RESOURCE_PATH.fullmatch(path), path
+        assert not _UNSAFE_IN_PATH.search(path), path
+    return notification
+
+
+def assert_safe_attributes(attributes: dict[str, str]) -> None:
+    """Attribute values are short, printable and free of what SQS refuses or a log could be forged with."""
+    for name, value in attributes.items():
+        assert not sqs_refused(value), (name, value)
+        assert value.isprintable(), (name, value)
+        assert len(value) <= 256, (name, len(value))
