@@ -42,6 +42,9 @@ def stack(monkeypatch, queues, webhook_secrets):
             "VISMA_CLIENT_SECRET_ARN": visma_secret,
             "HANDLER_MODULES": "visma_webhooks.handlers.log",
             "POWERTOOLS_LOG_LEVEL": "DEBUG",
+            # a service name of its own: Powertools sets a logger up once per name, and this
+            # test reads the output of the handlers it loads
+            "POWERTOOLS_SERVICE_NAME": "visma-webhooks-redaction",
         }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
