@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
+from functools import cache
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from visma_webhooks.aws import SqsBatchSender
 from visma_webhooks.ingest import Ingestor, IngestSettings
@@ -22,10 +22,22 @@ app = APIGatewayHttpResolver()
 
 settings = IngestSettings.from_env()  # refuses to start without a secret (or explicit unsigned mode)
 _sqs = boto3.client("sqs")
-_secrets = SecretsProvider()
+
+
+@cache
+def _secrets():
+    """The secrets provider, made on first use (a request refused before the signature check never pays).
+
+    It uses the default session's client: a SecretsProvider of its own would build a second boto3 session.
+    """
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    return SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+
+
 ingestor = Ingestor(
     settings,
-    secrets=lambda: secret_list(_secrets.get(settings.secret_arn, max_age=SECRET_MAX_AGE_SECONDS)),
+    secrets=lambda: secret_list(_secrets().get(settings.secret_arn, max_age=SECRET_MAX_AGE_SECONDS)),
     queue=SqsBatchSender(_sqs, settings.queue_url),
     dlq=SqsBatchSender(_sqs, settings.dlq_url),
 )

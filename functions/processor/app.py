@@ -21,7 +21,6 @@ from aws_lambda_powertools.utilities.batch import (
     async_process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from visma_webhooks.dynamodb import DynamoDBOutcomeStore, PowertoolsStageGuard
 from visma_webhooks.handlers import load_modules, registry
@@ -53,7 +52,10 @@ _secret_arn = env["VISMA_CLIENT_SECRET_ARN"]  # refuses to start without the Vis
 @cache
 def visma_client() -> VismaClient:
     """The Visma client, made on first use (its secret is read once per cold start)."""
-    secret = SecretsProvider().get(_secret_arn, transform="json")
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider  # only needed here
+
+    # The default session's client: a SecretsProvider of its own would build a second boto3 session.
+    secret = SecretsProvider(boto3_client=boto3.client("secretsmanager")).get(_secret_arn, transform="json")
     return VismaClient(
         env.get("VISMA_API_BASE_URL", "https://api.finance.visma.net"),
         env.get("VISMA_TOKEN_URL", "https://connect.visma.com/connect/token"),
