@@ -67,6 +67,22 @@ def webhook_secrets(aws):
 
 
 @pytest.fixture
+def idempotency_table(aws):
+    """The idempotency table, keyed and expiring as template.yaml declares it."""
+    client = boto3.client("dynamodb", region_name=REGION)
+    client.create_table(
+        TableName="idempotency",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.update_time_to_live(
+        TableName="idempotency", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+    )
+    return client
+
+
+@pytest.fixture
 def ingest_app(monkeypatch, queues, webhook_secrets):
     monkeypatch.setenv("QUEUE_URL", queues["queue_url"])
     monkeypatch.setenv("DLQ_URL", queues["dlq_url"])

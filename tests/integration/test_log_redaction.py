@@ -20,14 +20,7 @@ CLIENT_SECRET = "Visma-Client-Secret-9f8e7d"
 
 
 @pytest.fixture
-def stack(monkeypatch, queues, webhook_secrets):
-    dynamodb = boto3.client("dynamodb", region_name=REGION)
-    dynamodb.create_table(
-        TableName="idempotency",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+def stack(monkeypatch, queues, webhook_secrets, idempotency_table):
     visma_secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
         Name="visma-client", SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
     )["ARN"]

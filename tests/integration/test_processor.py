@@ -34,22 +34,7 @@ def sandbox():
 
 
 @pytest.fixture
-def table(aws):
-    client = boto3.client("dynamodb", region_name=REGION)
-    client.create_table(
-        TableName="idempotency",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.update_time_to_live(
-        TableName="idempotency", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
-    )
-    return client
-
-
-@pytest.fixture
-def processor(monkeypatch, queues, table, sandbox):
+def processor(monkeypatch, queues, idempotency_table, sandbox):
     secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
         Name="visma-client",
         SecretString=json.dumps({"client_id": "processor-test", "client_secret": "processor-test-secret"}),
