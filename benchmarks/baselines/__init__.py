@@ -1,0 +1,1 @@
+"""Naive Lambda handlers that import the minimum each job needs: the cold-start baselines."""

@@ -1,0 +1,281 @@
+"""Processor: the real handler on moto server (loopback) against the Visma sandbox at 50 ms latency.
+
+Scenarios, measured in rotation after a warm-up invocation (token cached, connections open):
+
+* ``one``: one record alone;
+* ``batch``: a batch of ten notifications of ten distinct resources;
+* ``sequential``: the same ten, one record per invocation (the sum of the ten invocations);
+* ``shared``: a batch of ten notifications naming three resources.
+
+Events are built from real ReceiveMessage results; succeeded records are deleted as the
+event source mapping does. Visma calls are counted from the sandbox's request log, AWS
+calls from botocore's ``before-send`` events of the function's clients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from benchmarks.common import (
+    FAKE_CREDENTIALS,
+    QUIET_POWERTOOLS,
+    REGION,
+    SandboxProcess,
+    client,
+    create_queues,
+    environ,
+    median_ms,
+)
+from visma_webhooks.aws import SqsBatchSender
+from visma_webhooks.local.functions import load_function
+from visma_webhooks.local.lambda_events import LambdaContext, sqs_event
+from visma_webhooks.models import Notification
+from visma_webhooks.queueing import enqueue, notification_message
+
+LATENCY = 0.05
+ROUNDS = 5
+TENANT = "1262489"
+CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-client-secret"
+TARGET_RATIO = 1.5
+SCENARIOS = ("one", "batch", "sequential", "shared")
+TABLE = "bench-idempotency"
+
+
+def _notifications(count: int, resources: int) -> list[Notification]:
+    run = uuid.uuid4().hex[:8]
+    return [
+        Notification(
+            notification_id=f"bench-{run}-{i}",
+            tenant_id=TENANT,
+            event="customer_changed",
+            resource_path=f"/v1/customer/{run}-{i % resources}",
+            occurred_at=datetime.now(UTC),
+            source_format="legacy",
+            raw={"notificationId": f"bench-{run}-{i}", "contextId": TENANT, "event": "customer_changed"},
+        )
+        for i in range(count)
+    ]
+
+
+def run(endpoint: str, rounds: int = ROUNDS, latency: float = LATENCY) -> dict[str, Any]:
+    with (
+        environ({**FAKE_CREDENTIALS, **QUIET_POWERTOOLS, "AWS_ENDPOINT_URL": endpoint}),
+        SandboxProcess(
+            "--latency", str(latency), "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET
+        ) as sandbox,
+    ):
+        return _run(endpoint, sandbox, rounds, latency)
+
+
+def _run(endpoint: str, sandbox: SandboxProcess, rounds: int, latency: float) -> dict[str, Any]:
+    queues = create_queues(endpoint, "bench-processor")
+    ddb = client("dynamodb", endpoint)
+    ddb.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.update_time_to_live(
+        TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+    )
+    secret_arn = client("secretsmanager", endpoint).create_secret(
+        Name="bench-visma-client",
+        SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}),
+    )["ARN"]
+    env = {
+        "QUEUE_URL": queues["queue_url"],
+        "IDEMPOTENCY_TABLE": TABLE,
+        "VISMA_API_BASE_URL": sandbox.url,
+        "VISMA_TOKEN_URL": sandbox.token_url,
+        "VISMA_CLIENT_SECRET_ARN": secret_arn,
+        "HANDLER_MODULES": "benchmarks.bench_handlers",
+        "MAX_RECEIVE_COUNT": "5",
+        "RETRY_BASE_SECONDS": "10",
+        "FEEDBACK_SOURCE": "visma-webhooks-bench",
+    }
+    with environ(env):
+        return _Bench(load_function("processor"), queues["queue_url"], endpoint, sandbox).measure(
+            rounds, latency
+        )
+
+
+class _Bench:
+    def __init__(self, app: Any, queue_url: str, endpoint: str, sandbox: SandboxProcess):
+        self.app = app
+        self.queue_url = queue_url
+        self.endpoint = endpoint
+        self.sandbox = sandbox
+        self.sqs = client("sqs", endpoint)
+        self.arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self.aws: Counter[str] = Counter()
+        for name in ("_sqs", "_dynamodb"):
+            getattr(app, name).meta.events.register("before-send", self._count_aws)
+        self.failures: list[str] = []
+
+    def _count_aws(self, request: Any, **kwargs: Any) -> None:
+        self.aws[kwargs["event_name"].split(".", 1)[1]] += 1
+
+    def _event(self, notifications: list[Notification]) -> dict[str, Any]:
+        messages = [notification_message(i, n) for i, n in enumerate(notifications)]
+        enqueue(SqsBatchSender(self.sqs, self.queue_url), messages)
+        received: list[dict[str, Any]] = []
+        for _ in range(20):
+            if len(received) >= len(messages):
+                break
+            received += self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(10, len(messages) - len(received)),
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=60,
+            ).get("Messages", [])
+        if len(received) != len(messages):
+            raise RuntimeError(f"received {len(received)} of {len(messages)} messages")
+        return sqs_event(received, self.arn, REGION)
+
+    def _invoke(self, event: dict[str, Any]) -> float:
+        with contextlib.redirect_stdout(io.StringIO()):  # Powertools flushes EMF every 100 metrics
+            start = time.perf_counter()
+            response = self.app.handler(event, LambdaContext("processor", 30))
+            elapsed = time.perf_counter() - start
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        self.failures += sorted(failed)
+        entries = [
+            {"Id": str(i), "ReceiptHandle": r["receiptHandle"]}
+            for i, r in enumerate(event["Records"])
+            if r["messageId"] not in failed
+        ]
+        if entries:
+            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        return elapsed
+
+    def scenario(self, name: str) -> tuple[float, dict[str, Any]]:
+        """Run one scenario: (seconds in the handler, calls made)."""
+        notifications = _notifications(1 if name == "one" else 10, 3 if name == "shared" else 10)
+        events = (
+            [self._event([n]) for n in notifications]
+            if name == "sequential"
+            else [self._event(notifications)]
+        )
+        seen = len(self.sandbox.requests)
+        self.aws.clear()
+        cpu = time.process_time()
+        elapsed = sum(self._invoke(event) for event in events)
+        cpu = time.process_time() - cpu
+        visma = Counter(
+            "token" if r["path"].endswith("/connect/token") else f"{r['method']} {r['path'].split('/')[2]}"
+            for r in self.sandbox.requests[seen:]
+        )
+        return elapsed, {
+            "cpu_ms": round(cpu * 1000, 1),
+            "notifications": len(notifications),
+            "distinct_resources": len({n.resource_path for n in notifications}),
+            "visma": dict(visma),
+            "aws": dict(self.aws),
+        }
+
+    def emulator_floor(self, per_record: int, records: int = 10) -> dict[str, Any]:
+        """How long moto takes for one record's DynamoDB writes, and for a batch's from ten threads.
+
+        The writes are conditional puts like the processor's; moto serves them one at a time,
+        so the batch's share is a floor under the batch time on this machine.
+        """
+        table = TABLE
+        clients = [client("dynamodb", self.endpoint) for _ in range(records)]
+        run = uuid.uuid4().hex[:8]
+
+        def writes(k: int) -> None:
+            for i in range(per_record):
+                clients[k].put_item(
+                    TableName=table,
+                    Item={"id": {"S": f"probe#{run}#{k}#{i}"}, "status": {"S": "INPROGRESS"}},
+                    ConditionExpression="attribute_not_exists(id)",
+                )
+
+        writes(0)  # warm the clients' connections
+        run = uuid.uuid4().hex[:8]
+        start = time.perf_counter()
+        writes(1)
+        one = time.perf_counter() - start
+        run = uuid.uuid4().hex[:8]
+        start = time.perf_counter()
+        with ThreadPoolExecutor(records) as pool:
+            list(pool.map(writes, range(records)))
+        batch = time.perf_counter() - start
+        return {
+            "dynamodb_calls_per_record": per_record,
+            "one_record_writes_ms": round(one * 1000, 1),
+            "batch_writes_from_10_threads_ms": round(batch * 1000, 1),
+        }
+
+    def measure(self, rounds: int, latency: float) -> dict[str, Any]:
+        self.scenario("one")  # warm: secret read, token fetched, connections open
+        self.scenario("batch")
+        token_before = sum(1 for r in self.sandbox.requests if r["path"].endswith("/connect/token"))
+        times: dict[str, list[float]] = {s: [] for s in SCENARIOS}
+        calls: dict[str, dict[str, Any]] = {}
+        for i in range(rounds):
+            for name in SCENARIOS[i % len(SCENARIOS) :] + SCENARIOS[: i % len(SCENARIOS)]:
+                elapsed, made = self.scenario(name)
+                times[name].append(elapsed)
+                calls[name] = made
+        requests = self.sandbox.requests
+        tokens = sum(1 for r in requests if r["path"].endswith("/connect/token"))
+        processed = 2 + 10 + rounds * (1 + 10 + 10 + 10)  # warm-up included
+        one, batch = median_ms(times["one"]), median_ms(times["batch"])
+        ratio = batch / one
+        shared = calls["shared"]
+        shared_gets = shared["visma"].get("GET customer", 0)
+        per_notification = {
+            name: round(
+                sum(v for k, v in c["visma"].items() if k != "token") / c["notifications"],
+                2,
+            )
+            for name, c in calls.items()
+        }
+        feedback = Counter(f["notificationId"] for f in self.sandbox.feedback)
+        ddb_per_record = sum(v for k, v in calls["one"]["aws"].items() if k.startswith("dynamodb"))
+        return {
+            "rounds": rounds,
+            "visma_latency_ms": latency * 1000,
+            "handler_ms": {name: median_ms(t) for name, t in times.items()},
+            "batch_vs_one": round(ratio, 3),
+            "sequential_vs_batch": round(median_ms(times["sequential"]) / batch, 2),
+            "calls_last_round": calls,
+            "visma_calls_per_notification": per_notification,
+            "tokens": {
+                "total": tokens,
+                "during_measurement": tokens - token_before,
+                "notifications": processed,
+            },
+            "failed_records": self.failures[:10],
+            "aws_emulator": self.emulator_floor(ddb_per_record),
+            "feedback_posted_more_than_once": sorted(k for k, v in feedback.items() if v > 1)[:10],
+            "targets": {
+                f"batch of 10 <= {TARGET_RATIO}x one record": {
+                    "value": round(ratio, 3),
+                    "met": ratio <= TARGET_RATIO,
+                },
+                "GETs = distinct resources": {
+                    "value": f"{shared_gets} GETs for {shared['distinct_resources']} resources",
+                    "met": shared_gets == shared["distinct_resources"]
+                    and calls["batch"]["visma"].get("GET customer", 0)
+                    == calls["batch"]["distinct_resources"],
+                },
+                "Visma calls per notification <= 2 + amortised tokens": {
+                    "value": f"{max(per_notification.values())} + {tokens}/{processed} tokens",
+                    "met": max(per_notification.values()) <= 2 and tokens <= 1,
+                },
+            },
+        }

@@ -1,0 +1,240 @@
+"""``make bench``: cold start, ingest, processor, local-stack throughput and package sizes.
+
+Prints a table (rich) and writes ``benchmarks/results.json`` and ``benchmarks/results.md``.
+Every ratio is measured side by side in the same run. A part that cannot run (no SAM
+build, no local stack) is reported as unavailable; the others still run.
+
+    python -m benchmarks.run [--quick] [--parts coldstart,ingest,processor,throughput,sizes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks import coldstart, ingest_bench, processor_bench, sizes, throughput
+from benchmarks.common import moto_server, verdict
+
+HERE = Path(__file__).resolve().parent
+PARTS = ("coldstart", "ingest", "processor", "throughput", "sizes")
+console = Console(highlight=False)
+
+
+def _part(name: str, quick: bool) -> dict[str, Any]:
+    if name == "coldstart":
+        return coldstart.run(samples=5 if quick else coldstart.SAMPLES)
+    if name == "ingest":
+        with moto_server() as endpoint:
+            return ingest_bench.run(endpoint, rounds=8 if quick else ingest_bench.ROUNDS)
+    if name == "processor":
+        with moto_server() as endpoint:
+            return processor_bench.run(endpoint, rounds=2 if quick else processor_bench.ROUNDS)
+    if name == "throughput":
+        return throughput.run(notifications=200 if quick else throughput.NOTIFICATIONS)
+    if name == "sizes":
+        return sizes.run()
+    raise ValueError(name)
+
+
+def targets(parts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target of the issue with its measured value and met/missed."""
+    rows: list[dict[str, Any]] = []
+    cold = parts.get("coldstart", {})
+    for function, entry in cold.get("functions", {}).items():
+        rows.append(
+            {
+                "part": "cold start",
+                "target": f"{function} import <= {coldstart.TARGET_RATIO}x baseline",
+                "value": f"{entry['ratio']:.2f}x ({entry['median_ms']:.0f} vs {entry['baseline_median_ms']:.0f} ms)",
+                "met": entry["met"],
+            }
+        )
+    for part, label in (("ingest", "ingest"), ("processor", "processor")):
+        for target, entry in parts.get(part, {}).get("targets", {}).items():
+            value = entry.get("value", "")
+            rows.append(
+                {
+                    "part": label,
+                    "target": target,
+                    "value": f"{value:.2f}x" if isinstance(value, float) else str(value),
+                    "met": entry["met"],
+                }
+            )
+    return rows
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.1f} ms"
+
+
+def measurements(parts: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(part, measurement, value) rows for the table."""
+    rows: list[tuple[str, str, str]] = []
+    cold = parts.get("coldstart")
+    if cold and "median_ms" in cold:
+        for name, value in cold["median_ms"].items():
+            rows.append(("cold start", f"import {name} (median of {cold['samples']})", _ms(value)))
+    ingest = parts.get("ingest")
+    if ingest and "handler_ms" in ingest:
+        rows.append(
+            ("ingest", "one bare SendMessageBatch (10 messages)", _ms(ingest["bare_send_message_batch_ms"]))
+        )
+        for n, value in ingest["handler_ms"].items():
+            calls = ingest["sqs_calls"][n]["observed"]
+            rows.append(("ingest", f"handler, {n} notification(s)", f"{_ms(value)}, SQS calls {calls}"))
+    proc = parts.get("processor")
+    if proc and "handler_ms" in proc:
+        labels = {
+            "one": "one record alone",
+            "batch": "batch of 10 (10 resources)",
+            "sequential": "the same 10, one at a time",
+            "shared": "batch of 10 (3 resources)",
+        }
+        for name, value in proc["handler_ms"].items():
+            calls = proc["calls_last_round"][name]
+            visma = ", ".join(f"{k} {v}" for k, v in sorted(calls["visma"].items()))
+            rows.append(("processor", labels[name], f"{_ms(value)}; Visma: {visma}"))
+        floor = proc["aws_emulator"]
+        rows.append(
+            (
+                "processor",
+                f"moto: {floor['dynamodb_calls_per_record']} DynamoDB writes, 1 record / 10 records",
+                f"{_ms(floor['one_record_writes_ms'])} / {_ms(floor['batch_writes_from_10_threads_ms'])}",
+            )
+        )
+        cpu = proc["calls_last_round"]
+        rows.append(
+            (
+                "processor",
+                "processor CPU, one record / batch of 10",
+                f"{_ms(cpu['one']['cpu_ms'])} / {_ms(cpu['batch']['cpu_ms'])}",
+            )
+        )
+    tp = parts.get("throughput")
+    if tp and "end_to_end_per_second" in tp:
+        rows.append(
+            (
+                "throughput",
+                f"local stack, {tp['notifications']} notifications ({tp['pollers']} pollers)",
+                f"{tp['end_to_end_per_second']} /s end to end ({tp['end_to_end_seconds']} s), "
+                f"ingest {tp['ingest_per_second']} /s",
+            )
+        )
+    size = parts.get("sizes")
+    if size and size.get("available"):
+        for name, entry in size["artefacts"].items():
+            rows.append(
+                (
+                    "package size",
+                    name,
+                    f"{entry['zip_bytes'] / 1024:,.1f} KiB zipped, {entry['unpacked_bytes'] / 1024:,.1f} KiB unpacked",
+                )
+            )
+    for name, part in parts.items():
+        if part.get("available") is False:
+            rows.append((name, "unavailable", str(part.get("reason") or part.get("error"))[:200]))
+    return rows
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Measured {results['generated_at']} on {results['machine']['cpus']} CPU(s), "
+        f"Python {results['machine']['python']} ({results['machine']['platform']}).",
+        "",
+        "| part | measurement | value |",
+        "| --- | --- | --- |",
+        *(f"| {p} | {m} | {v} |" for p, m, v in measurements(results["parts"])),
+        "",
+        "| part | target | measured | |",
+        "| --- | --- | --- | --- |",
+        *(
+            f"| {t['part']} | {t['target']} | {t['value']} | {verdict(t['met'])} |"
+            for t in results["targets"]
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def show(results: dict[str, Any]) -> None:
+    table = Table(title="Benchmarks", title_justify="left")
+    for column in ("part", "measurement", "value"):
+        table.add_column(column)
+    for row in measurements(results["parts"]):
+        table.add_row(*row)
+    console.print(table)
+    goals = Table(title="Targets", title_justify="left")
+    for column in ("part", "target", "measured", ""):
+        goals.add_column(column)
+    for t in results["targets"]:
+        goals.add_row(t["part"], t["target"], t["value"], "[green]met[/]" if t["met"] else "[red]missed[/]")
+    console.print(goals)
+    for function, entry in results["parts"].get("coldstart", {}).get("functions", {}).items():
+        profile = entry["import_profile"]
+        extra = ", ".join(f"{k} {v}" for k, v in list(profile["extra_imports_ms"].items())[:5])
+        console.print(
+            f"[dim]{function}: imports beyond the baseline {profile['extra_imports_total_ms']} ms ({extra}); "
+            f"module-level code {profile['module_level_code_ms']}[/]"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer samples (a smoke run, not for the README)"
+    )
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from {', '.join(PARTS)}")
+    parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    args = parser.parse_args(argv)
+    chosen = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = set(chosen) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {sorted(unknown)}")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
+    started, load = time.monotonic(), os.getloadavg()
+    parts: dict[str, Any] = {}
+    failed = False
+    for name in chosen:
+        console.print(f"[bold]{name}[/] …")
+        began = time.monotonic()
+        try:
+            parts[name] = _part(name, args.quick)
+        except Exception as exc:  # one part failing must not lose the others
+            failed = True
+            parts[name] = {"available": False, "error": f"{type(exc).__name__}: {exc}"}
+            console.print(f"[red]{name} failed[/]: {exc}")
+            traceback.print_exc(file=sys.stderr)
+        parts[name]["seconds"] = round(time.monotonic() - began, 1)
+    results = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "machine": {
+            "python": platform.python_version(),
+            "platform": f"{platform.system()} {platform.machine()}",
+            "cpus": os.cpu_count(),
+            "load_average_at_start": [round(x, 2) for x in load],
+        },
+        "seconds": round(time.monotonic() - started, 1),
+        "parts": parts,
+    }
+    results["targets"] = targets(parts)
+    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    args.output.with_suffix(".md").write_text(markdown(results), encoding="utf-8")
+    show(results)
+    console.print(f"[dim]{args.output} written in {results['seconds']} s[/]")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
