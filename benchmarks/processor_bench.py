@@ -119,8 +119,8 @@ class _Bench:
             "Attributes"
         ]["QueueArn"]
         self.aws: Counter[str] = Counter()
-        for name in ("_sqs", "_dynamodb"):
-            getattr(app, name).meta.events.register("before-send", self._count_aws)
+        for aws_client in (app.sqs_client(), app._dynamodb):  # the SQS client is made on first use
+            aws_client.meta.events.register("before-send", self._count_aws)
         self.failures: list[str] = []
 
     def _count_aws(self, request: Any, **kwargs: Any) -> None:

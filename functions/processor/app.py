@@ -43,10 +43,18 @@ metrics = Metrics()
 env = os.environ
 load_modules(env.get("HANDLER_MODULES", "visma_webhooks.handlers.log").split(","))
 
-_sqs = boto3.client("sqs")
-_dynamodb = boto3.client("dynamodb")
+_dynamodb = boto3.client("dynamodb")  # every record needs it
 _ttl_seconds = int(float(env.get("IDEMPOTENCY_TTL_HOURS", "168")) * 3600)
 _secret_arn = env["VISMA_CLIENT_SECRET_ARN"]  # refuses to start without the Visma client secret
+
+
+@cache
+def sqs_client():
+    """The SQS client, made on first use: only a record to retry needs it (cold start).
+
+    Called from the event loop's thread only (``_delay``), never from the record threads.
+    """
+    return boto3.client("sqs")
 
 
 @cache
@@ -89,7 +97,7 @@ def _queued(record: SQSRecord) -> QueuedRecord:
 def _delay(record: SQSRecord, result: RecordResult) -> None:
     """Keep a record to retry invisible for its backoff, instead of sleeping."""
     try:
-        _sqs.change_message_visibility(
+        sqs_client().change_message_visibility(
             QueueUrl=env["QUEUE_URL"],
             ReceiptHandle=record.receipt_handle,
             VisibilityTimeout=int(result.retry_after or 0),

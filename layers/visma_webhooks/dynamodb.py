@@ -7,6 +7,8 @@ notification is the item ``outcome#<notification_id>``.
 
 from __future__ import annotations
 
+import copy
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -24,11 +26,33 @@ from visma_webhooks.processing import RecordResult, StageInProgress
 OUTCOME_PREFIX = "outcome#"
 
 
+_templates: dict[tuple[str, int], DynamoDBPersistenceLayer] = {}
+_templates_lock = threading.Lock()
+
+
+def _template(table_name: str, client: Any) -> DynamoDBPersistenceLayer:
+    """One persistence layer per (table, client), never configured: stage calls use copies.
+
+    ``DynamoDBPersistenceLayer.__init__`` registers a User-Agent hook on the client it is
+    given, every time: a layer made per stage call would pile up hooks on the shared
+    client, so that each DynamoDB request ran all of them and carried a User-Agent that
+    grew with every record since the cold start. The template keeps the client alive, so
+    its ``id`` cannot be reused by another client.
+    """
+    key = (table_name, id(client))
+    with _templates_lock:
+        layer = _templates.get(key)
+        if layer is None or layer.client is not client:
+            layer = _templates[key] = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client)
+        return layer
+
+
 class PowertoolsStageGuard:
     """Runs a stage at most once per key with Powertools idempotency (conditional writes).
 
-    A persistence layer is made per call: Powertools stores the function name on the
-    layer, so one instance shared by concurrent threads would mix up their keys.
+    Each call uses its own persistence layer, a shallow copy of a template made once per
+    client: Powertools stores the function name (the key prefix) on the layer when it
+    configures it, so one instance shared by concurrent threads would mix up their keys.
     """
 
     def __init__(self, table_name: str, client: Any, ttl_seconds: int, lambda_context: Any = None):
@@ -36,6 +60,7 @@ class PowertoolsStageGuard:
         self.client = client
         self.ttl_seconds = ttl_seconds
         self.lambda_context = lambda_context
+        self._template = _template(table_name, client)
 
     def once(self, key: str, fn: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
         ran = False
@@ -50,7 +75,7 @@ class PowertoolsStageGuard:
             config.register_lambda_context(
                 self.lambda_context
             )  # in-progress records expire with the invocation
-        persistence = DynamoDBPersistenceLayer(table_name=self.table_name, boto3_client=self.client)
+        persistence = copy.copy(self._template)  # unconfigured: configured by this call only
         guarded = idempotent_function(
             stage, data_keyword_argument="data", persistence_store=persistence, config=config, key_prefix=key
         )
