@@ -1,57 +1,39 @@
 """Package sizes of the built functions and layer (``.aws-sam/build``, made by ``make build``).
 
-Each artefact is reported unpacked and as the zip SAM would upload (deflate, computed in
-memory), with the layer's largest top-level packages. Powertools, pydantic and boto3 come
-from the AWS-managed Powertools layer and the runtime, so they are not in these sizes.
+The sizes come from ``tests.template.artifacts`` (the same numbers ``make sizes`` prints):
+files, unpacked bytes and the deflated zip Lambda would receive. Powertools, pydantic and
+boto3 come from the AWS-managed Powertools layer and the runtime, so they are not in these
+sizes; an artefact that bundles one of them is reported. With no build yet, ``make build``
+runs first; a build older than the latest change under ``functions/`` or ``layers/`` is
+measured as it is and reported as stale.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
-import zipfile
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT
+from tests.template.artifacts import bundled, measure
 
 BUILD = ROOT / ".aws-sam" / "build"
 BUILD_TIMEOUT = 300
 
 
-def _files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-
-
-def _zipped(directory: Path, files: list[Path]) -> int:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in files:
-            archive.write(path, path.relative_to(directory))
-    return buffer.tell()
-
-
-def measure(directory: Path) -> dict[str, Any]:
-    files = _files(directory)
-    entry: dict[str, Any] = {
-        "files": len(files),
-        "unpacked_bytes": sum(p.stat().st_size for p in files),
-        "zip_bytes": _zipped(directory, files),
-    }
-    python = directory / "python"
-    if python.is_dir():  # a layer: which packages take the space
-        parts: dict[str, int] = defaultdict(int)
-        for path in files:
+def largest_parts(layer: Path, top: int = 6) -> dict[str, int]:
+    """The biggest top-level packages of a layer's ``python/`` directory, unpacked bytes."""
+    parts: dict[str, int] = defaultdict(int)
+    python = layer / "python"
+    for path in python.rglob("*"):
+        if path.is_file():
             relative = path.relative_to(python).parts
-            name = relative[0] if len(relative) > 1 else "(top level files)"
-            if name == "visma_webhooks" and len(relative) > 2:
-                name = f"visma_webhooks/{relative[1]}" if relative[1] == "local" else name
+            name = relative[0] if len(relative) > 1 else "(top-level files)"
             parts[name.split("-")[0] if name.endswith(".dist-info") else name] += path.stat().st_size
-        ranked = sorted(parts.items(), key=lambda kv: kv[1], reverse=True)
-        entry["largest_parts_bytes"] = dict(ranked[:8])
-    return entry
+    return dict(sorted(parts.items(), key=lambda kv: kv[1], reverse=True)[:top])
 
 
 def build() -> str | None:
@@ -74,19 +56,36 @@ def build() -> str | None:
     return None
 
 
+def _newest_source() -> float:
+    sources = [ROOT / "template.yaml"]
+    for top in (ROOT / "functions", ROOT / "layers"):
+        sources += [p for p in top.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return max(p.stat().st_mtime for p in sources)
+
+
 def run() -> dict[str, Any]:
     built_now = False
-    if not BUILD.is_dir():
+    if not (BUILD / "template.yaml").is_file():
         problem = build()
         if problem:
             return {"available": False, "reason": problem}
         built_now = True
-    artefacts = {p.name: measure(p) for p in sorted(BUILD.iterdir()) if p.is_dir()}
+    artefacts: dict[str, Any] = {}
+    for directory in sorted(p for p in BUILD.iterdir() if p.is_dir()):
+        files, unpacked, zipped = measure(directory)
+        entry: dict[str, Any] = {"files": files, "unpacked_bytes": unpacked, "zip_bytes": zipped}
+        if (directory / "python").is_dir():
+            entry["largest_parts_bytes"] = largest_parts(directory)
+        entry["bundles_provided_packages"] = bundled(directory)
+        artefacts[directory.name] = entry
     if not artefacts:
         return {"available": False, "reason": f"{BUILD.relative_to(ROOT)} holds no built artefact"}
+    built_at = (BUILD / "template.yaml").stat().st_mtime
     return {
         "available": True,
         "built_now": built_now,
+        "built_at": datetime.fromtimestamp(built_at, UTC).isoformat(timespec="seconds"),
+        "stale": _newest_source() > built_at,
         "source": str(BUILD.relative_to(ROOT)),
         "artefacts": artefacts,
     }

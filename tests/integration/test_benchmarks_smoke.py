@@ -1,0 +1,67 @@
+"""``make bench`` code paths, once each and quickly: the counted facts, never the timings.
+
+The ingest and processor parts run for one round against a real moto server and the Visma
+sandbox (both subprocesses on loopback, as in ``make bench``); the table and the Markdown
+are rendered from what they return. Timings are the benchmark's business, not a test's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks import ingest_bench, processor_bench
+from benchmarks import run as bench
+from benchmarks.common import moto_server
+
+
+@pytest.fixture(scope="module")
+def parts():
+    with moto_server() as endpoint:
+        return {
+            "ingest": ingest_bench.run(endpoint, rounds=1),
+            "processor": processor_bench.run(endpoint, rounds=1),
+        }
+
+
+def test_ingest_makes_one_sqs_call_per_ten_notifications(parts):
+    ingest = parts["ingest"]
+    assert ingest["problems"] == []
+    for n in ingest_bench.SIZES:
+        assert ingest["sqs_calls"][str(n)]["observed"] == [{"SendMessageBatch": math.ceil(n / 10)}]
+    assert ingest["targets"]["calls = ceil(n/10)"]["met"]
+
+
+def test_processor_fetches_each_resource_once_and_posts_feedback_once(parts):
+    proc = parts["processor"]
+    calls = proc["calls_last_round"]
+    assert proc["failed_records"] == []
+    assert proc["feedback_posted_more_than_once"] == []
+    shared, batch = calls["shared"], calls["batch"]
+    assert (shared["notifications"], shared["distinct_resources"]) == (10, 3)
+    assert shared["visma"] == {"GET customer": 3, "POST webhooknotificationfeedback": 10}
+    assert batch["visma"] == {"GET customer": 10, "POST webhooknotificationfeedback": 10}
+    assert calls["one"]["visma"] == {"GET customer": 1, "POST webhooknotificationfeedback": 1}
+    assert max(proc["visma_calls_per_notification"].values()) <= 2
+    assert proc["tokens"]["total"] == 1, "one token for the whole run (cached per tenant)"
+    assert proc["targets"]["GETs = distinct resources"]["met"]
+    assert proc["targets"]["Visma calls per notification <= 2 + amortised tokens"]["met"]
+    replay = proc["aws_emulator"]
+    assert replay["records"] == 10
+    assert sum(replay["dynamodb_calls"].values()) == 10 * replay["dynamodb_calls_per_record"]
+
+
+def test_table_and_markdown_render(parts):
+    results = {
+        "generated_at": "now",
+        "machine": {"cpus": 2, "python": "3.13", "platform": "Linux"},
+        "parts": parts,
+        "targets": bench.targets(parts),
+    }
+    rows = bench.measurements(parts)
+    assert {part for part, _, _ in rows} == {"ingest", "processor"}
+    assert {t["part"] for t in results["targets"]} == {"ingest", "processor"}
+    text = bench.markdown(results)
+    assert "| ingest | handler, 10 notification(s) |" in text
+    bench.show(results)
