@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import coldstart, ingest_bench, processor_bench, sizes, throughput
+from benchmarks import coldstart
 from benchmarks.common import moto_server, verdict
 
 HERE = Path(__file__).resolve().parent
@@ -32,17 +32,26 @@ console = Console(highlight=False)
 
 
 def _part(name: str, quick: bool) -> dict[str, Any]:
+    """Run one part; its module is imported here, so that one that cannot load fails alone."""
     if name == "coldstart":
         return coldstart.run(samples=5 if quick else coldstart.SAMPLES)
     if name == "ingest":
+        from benchmarks import ingest_bench
+
         with moto_server() as endpoint:
             return ingest_bench.run(endpoint, rounds=8 if quick else ingest_bench.ROUNDS)
     if name == "processor":
+        from benchmarks import processor_bench
+
         with moto_server() as endpoint:
             return processor_bench.run(endpoint, rounds=2 if quick else processor_bench.ROUNDS)
     if name == "throughput":
+        from benchmarks import throughput
+
         return throughput.run(notifications=200 if quick else throughput.NOTIFICATIONS)
     if name == "sizes":
+        from benchmarks import sizes
+
         return sizes.run()
     raise ValueError(name)
 
@@ -78,6 +87,17 @@ def _ms(value: float) -> str:
     return f"{value:,.1f} ms"
 
 
+def _sqs_calls(observed: list[dict[str, int]]) -> str:
+    if len(observed) == 1 and set(observed[0]) == {"SendMessageBatch"}:
+        return f"{observed[0]['SendMessageBatch']} SendMessageBatch"
+    return f"SQS calls varied: {observed}"
+
+
+def _visma_calls(calls: dict[str, int]) -> str:
+    names = {"GET customer": "GET", "POST webhooknotificationfeedback": "feedback POST", "token": "token"}
+    return ", ".join(f"{v} {names.get(k, k)}" for k, v in sorted(calls.items()))
+
+
 def measurements(parts: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(part, measurement, value) rows for the table."""
     rows: list[tuple[str, str, str]] = []
@@ -87,30 +107,29 @@ def measurements(parts: dict[str, Any]) -> list[tuple[str, str, str]]:
             rows.append(("cold start", f"import {name} (median of {cold['samples']})", _ms(value)))
     ingest = parts.get("ingest")
     if ingest and "handler_ms" in ingest:
-        rows.append(
-            ("ingest", "one bare SendMessageBatch (10 messages)", _ms(ingest["bare_send_message_batch_ms"]))
-        )
+        rows.append(("ingest", "one bare SendMessageBatch of 10", _ms(ingest["bare_send_message_batch_ms"])))
         for n, value in ingest["handler_ms"].items():
-            calls = ingest["sqs_calls"][n]["observed"]
-            rows.append(("ingest", f"handler, {n} notification(s)", f"{_ms(value)}, SQS calls {calls}"))
+            calls = _sqs_calls(ingest["sqs_calls"][n]["observed"])
+            rows.append(
+                ("ingest", f"handler, {n} notification{'s' if n != '1' else ''}", f"{_ms(value)} · {calls}")
+            )
     proc = parts.get("processor")
     if proc and "handler_ms" in proc:
         labels = {
             "one": "one record alone",
             "batch": "batch of 10 (10 resources)",
-            "sequential": "the same 10, one at a time",
-            "shared": "batch of 10 (3 resources)",
+            "sequential": "the same 10, one record per invocation",
+            "shared": "batch of 10 naming 3 resources",
         }
         for name, value in proc["handler_ms"].items():
             calls = proc["calls_last_round"][name]
-            visma = ", ".join(f"{k} {v}" for k, v in sorted(calls["visma"].items()))
-            rows.append(("processor", labels[name], f"{_ms(value)}; Visma: {visma}"))
+            rows.append(("processor", labels[name], f"{_ms(value)} · {_visma_calls(calls['visma'])}"))
         floor = proc["aws_emulator"]
         rows.append(
             (
                 "processor",
-                f"moto alone: the batch's DynamoDB requests ({floor['dynamodb_calls_per_record']} per record) "
-                "replayed, 1 record / 10 from 10 threads",
+                f"moto alone: the batch's {sum(floor['dynamodb_calls'].values())} DynamoDB requests "
+                "replayed, 1 record's / all 10 from 10 threads",
                 f"{_ms(floor['one_record_replayed_ms'])} / {_ms(floor['batch_replayed_from_threads_ms'])}",
             )
         )
@@ -127,18 +146,19 @@ def measurements(parts: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(
             (
                 "throughput",
-                f"local stack, {tp['notifications']} notifications ({tp['pollers']} pollers)",
-                f"{tp['end_to_end_per_second']} /s end to end ({tp['end_to_end_seconds']} s), "
-                f"ingest {tp['ingest_per_second']} /s",
+                f"local stack, {tp['notifications']:,} notifications ({tp['pollers']} pollers)",
+                f"{tp['end_to_end_per_second']}/s end to end ({tp['end_to_end_seconds']} s), "
+                f"ingest {tp['ingest_per_second']}/s",
             )
         )
     size = parts.get("sizes")
     if size and size.get("available"):
+        stale = " (build older than the sources)" if size.get("stale") else ""
         for name, entry in size["artefacts"].items():
             rows.append(
                 (
                     "package size",
-                    name,
+                    name + stale,
                     f"{entry['zip_bytes'] / 1024:,.1f} KiB zipped, {entry['unpacked_bytes'] / 1024:,.1f} KiB unpacked",
                 )
             )

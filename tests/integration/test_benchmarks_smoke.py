@@ -63,5 +63,5 @@ def test_table_and_markdown_render(parts):
     assert {part for part, _, _ in rows} == {"ingest", "processor"}
     assert {t["part"] for t in results["targets"]} == {"ingest", "processor"}
     text = bench.markdown(results)
-    assert "| ingest | handler, 10 notification(s) |" in text
+    assert "| ingest | handler, 10 notifications | " in text
     bench.show(results)
