@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aws_lambda_powertools.shared import user_agent
 
 from visma_webhooks.dynamodb import PowertoolsStageGuard
+from visma_webhooks.local.lambda_events import LambdaContext
 
 
 def test_stage_calls_do_not_pile_up_client_hooks(idempotency_table, monkeypatch):
@@ -26,7 +27,7 @@ def test_stage_calls_do_not_pile_up_client_hooks(idempotency_table, monkeypatch)
 
     monkeypatch.setattr(user_agent, "register_feature_to_client", counting)
     for invocation in range(3):  # a guard per invocation, as the processor makes them
-        guard = PowertoolsStageGuard("idempotency", idempotency_table, 3600)
+        guard = PowertoolsStageGuard("idempotency", idempotency_table, 3600, LambdaContext("processor", 30))
         for stage in range(10):
             result, ran = guard.once(f"stage#{invocation}-{stage}", lambda: {"ok": True})
             assert (result, ran) == ({"ok": True}, True)
@@ -36,7 +37,7 @@ def test_stage_calls_do_not_pile_up_client_hooks(idempotency_table, monkeypatch)
 
 def test_concurrent_stage_keys_stay_apart(idempotency_table):
     """Copies of one template: each call's key prefix is its own, also across threads."""
-    guard = PowertoolsStageGuard("idempotency", idempotency_table, 3600)
+    guard = PowertoolsStageGuard("idempotency", idempotency_table, 3600, LambdaContext("processor", 30))
 
     def run(i: int) -> tuple[dict, bool]:
         return guard.once(f"key-{i}", lambda: {"i": i})
