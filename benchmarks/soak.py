@@ -65,6 +65,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,6 +128,9 @@ class SoakConfig:
     processes: int = 2
     pollers: int = 4
     senders: int = 4
+    # Sending waits while the queue holds this many messages: moto's SQS scans every message
+    # of the queue on each receive and delete, so a backlog of thousands only measures moto.
+    max_backlog: int = 250
     timeout: float = 900.0  # the whole run
     workdir: Path | None = None
     keep: bool = False  # keep the work directory (logs, effects)
@@ -415,10 +419,21 @@ class Sender:
     A valid request that is not answered 2xx is sent again (as the dispatcher retries).
     """
 
-    def __init__(self, url: str, jobs: list[tuple[float, list[Request]]], threads: int):
+    def __init__(
+        self,
+        url: str,
+        jobs: list[tuple[float, list[Request]]],
+        threads: int,
+        backlog: Callable[[], int] | None = None,
+        max_backlog: int = 0,
+    ):
         self.url = url
         self.jobs = jobs
         self.threads = threads
+        self.backlog = backlog
+        self.max_backlog = max_backlog
+        self.paused = 0.0  # seconds the senders waited for the queue
+        self._depth = (0.0, 0)  # (when read, depth)
         self.results: list[Sent] = []
         self.done = threading.Event()
         self._lock = threading.Lock()
@@ -437,8 +452,30 @@ class Sender:
             w.join()
         self.done.set()
 
+    def _wait_for_room(self) -> None:
+        """Hold back while the queue holds ``max_backlog`` messages or more (read at most every 0.25 s)."""
+        if self.backlog is None or self.max_backlog <= 0:
+            return
+        started = time.monotonic()
+        while True:
+            with self._lock:
+                read_at, depth = self._depth
+                if time.monotonic() - read_at > 0.25:
+                    try:
+                        depth = self.backlog()
+                    except Exception:
+                        depth = 0
+                    self._depth = (time.monotonic(), depth)
+            if depth < self.max_backlog:
+                break
+            time.sleep(0.25)
+        waited = time.monotonic() - started
+        with self._lock:
+            self.paused += waited
+
     def _work(self) -> None:
         while True:
+            self._wait_for_room()
             with self._lock:
                 if self._next >= len(self.jobs):
                     return
@@ -815,7 +852,7 @@ class Soak:
         rng = self.rng
         planned = plan(c, rng)
         valid = valid_requests(planned, c, rng)
-        n_extra = max(8, round(len(valid) * 0.02))
+        n_extra = max(11, round(len(valid) * 0.05))
         forged = forged_requests(c.forged if c.forged is not None else n_extra, rng)
         malformed = malformed_requests(c.malformed if c.malformed is not None else n_extra, rng)
         jobs = schedule(valid, forged + malformed, c, rng)
@@ -829,7 +866,13 @@ class Soak:
         # Phase 1: send, process with faults, kill and restart.
         for slot in range(c.processes):
             workers.start(slot)
-        sender = Sender(state.webhook_url, jobs, c.senders).start()
+        sender = Sender(
+            state.webhook_url,
+            jobs,
+            c.senders,
+            backlog=lambda: queue_depth(sqs, state.queue_url),
+            max_backlog=c.max_backlog,
+        ).start()
         expected_effects = sum(p.kind == "ok" for p in planned)
         # One kill in each of ``kills`` equal slices of the expected effects, at a random point of it.
         thresholds = [
@@ -1196,6 +1239,7 @@ class Soak:
                 if s.request.label.startswith("malformed") and s.status in s.request.expect
             ),
             "ingest retries (non-2xx answers)": ingest_retries,
+            "sending paused for the queue (s)": round(sender.paused / max(1, c.senders), 1),
             "accepted": accepted,
             "processed": outcomes["succeeded"] + outcomes["failed"],
             "succeeded": outcomes["succeeded"],
@@ -1219,6 +1263,13 @@ class Soak:
             "feedback posts": len(final["feedback"]),
             "feedback re-posted after kill -9": reposts_after_kill,
             "gave-up notices superseded by the replay's success": superseded,
+            "gave-up notices by last error": dict(
+                Counter(
+                    re.sub(r"^gave up after \d+ attempts: ", "", str(f.get("description"))).split(":")[0]
+                    for f in final["feedback"]
+                    if str(f.get("description") or "").startswith("gave up")
+                ).most_common()
+            ),
             "DLQ": len(dlq_messages),
             "DLQ notifications": len(in_dlq),
             "DLQ notifications (outage)": len(in_dlq & outage),
