@@ -343,9 +343,10 @@ class Processor:
         throttled = isinstance(exc, ThrottledError)
         result.outcome = Outcome.THROTTLED if throttled else Outcome.RETRYING
         result.error = f"{type(exc).__name__}: {exc}"[:MAX_RESULT_CHARS]
+        # A stage held by another worker backs off like any transient failure: if that worker
+        # crashed, the stage stays held until its invocation's deadline, and quicker retries
+        # would only use up this copy's receives and send it to the DLQ meanwhile.
         result.retry_after = self._retry_after(record.receive_count, exc.retry_after if throttled else None)
-        if isinstance(exc, StageInProgress):
-            result.retry_after = min(result.retry_after, self.settings.retry_base_seconds)
         self.logger.warning(
             "notification will be retried",
             extra={
@@ -354,7 +355,9 @@ class Processor:
                 "retry_after": result.retry_after,
             },
         )
-        if record.receive_count >= self.settings.max_receive_count:
+        if record.receive_count >= self.settings.max_receive_count and not isinstance(exc, StageInProgress):
+            # (Not when another worker holds the notification: that worker reports the outcome,
+            # and a "gave up" from this copy could land after its success feedback.)
             description = f"gave up after {record.receive_count} attempts: {result.error}"
             try:
                 result.feedback = self._feedback(notification, suffix, False, description)
