@@ -784,6 +784,7 @@ class Soak:
             visma.stop()
         if own_dir and not c.keep and result.ok:
             shutil.rmtree(workdir, ignore_errors=True)
+            result.workdir = "(removed: the run passed)"
         return result
 
     def _start_stack(self, workdir: Path, state_file: Path, visma: VismaSandbox, env: dict[str, str]):
@@ -930,7 +931,7 @@ class Soak:
         codes = workers.stop_all()
         phase1 = self._snapshot(visma, store, workdir)
         dlq_messages = peek_queue(sqs, state.dlq_url)
-        self.phases["drain"] = time.monotonic() - phase_started - self.phases["send and process"]
+        self.phases["stop and read"] = time.monotonic() - phase_started - self.phases["send and process"]
 
         # Phase 2: fix Visma, replay the DLQ, drain again.
         phase_started = time.monotonic()
@@ -1320,11 +1321,7 @@ class Soak:
             "replay after the fix drains the DLQ to success",
         ):
             checks[name]
-        config = {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in asdict(c).items()
-            if k not in ("workdir", "keep")
-        }
+        config = {k: v for k, v in asdict(c).items() if k not in ("workdir", "keep", "results")}
         return SoakResult(
             config=config,
             figures=figures,
