@@ -1,0 +1,274 @@
+"""``visma-webhooks demo``: the whole pipeline end to end on the embedded defaults.
+
+It starts ``visma-webhooks local`` (moto server, Visma sandbox) as a subprocess on a free
+port, sends every sample delivery in ``events/`` signed, then the re-deliveries (samples
+whose notifications were already sent) once the first ones are settled, waits until
+every notification is settled, prints what happened to each and stops the stack.
+
+The expected outcome of each notification follows from the samples themselves: a
+notification sent before is a ``duplicate`` (no second handler run, no second feedback),
+one whose resource the sandbox does not have (an id starting with ``missing``) is
+``failed`` with failure feedback, every other one ``succeeded`` with success feedback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from rich.console import Console
+from rich.table import Table
+
+from visma_webhooks.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.local.functions import PROJECT_ROOT
+from visma_webhooks.local.sending import Delivery, load_delivery, post
+from visma_webhooks.local.stack import DEFAULT_WEBHOOK_SECRET, StackState
+from visma_webhooks.parsing import PayloadError, parse_delivery
+from visma_webhooks.resources import ResourceRules
+
+EVENTS_DIR = PROJECT_ROOT / "events"
+FINAL_STEPS = ("succeeded", "failed", "unhandled", "duplicate")
+START_TIMEOUT = 45.0
+SETTLE_TIMEOUT = 40.0
+
+
+@dataclass
+class Row:
+    """One notification of one delivery, and what is expected of it."""
+
+    sample: str
+    notification_id: str
+    event: str
+    expected: str
+    copy: int  # 1 for the first delivery of this notification, 2 for the next...
+    actual: str = "—"
+    feedback: str = "—"
+    ok: bool = False
+
+
+@dataclass
+class Plan:
+    """Two rounds: first deliveries, then re-deliveries (sent once the first round is settled)."""
+
+    first: list[Delivery] = field(default_factory=list)
+    again: list[Delivery] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+
+    def rounds(self) -> list[tuple[list[Delivery], list[Row]]]:
+        return [(self.first, [r for r in self.rows if r.copy == 1]), (self.again, self.rows)]
+
+
+def samples(directory: Path = EVENTS_DIR) -> list[Path]:
+    """The delivery samples: JSON bodies and ``{"headers","body"}`` envelopes, not Lambda events or fixtures."""
+    found = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        if isinstance(data, dict) and ("routeKey" in data or "Records" in data):
+            continue  # a Lambda event, for `sam local invoke`
+        if isinstance(data, dict) and data and all(str(k).startswith("/v1/") for k in data):
+            continue  # the sandbox's resource fixtures
+        found.append(path)
+    return found
+
+
+def plan(paths: list[Path]) -> Plan:
+    """The deliveries in two rounds (first deliveries, then re-deliveries) and the expected rows."""
+    result = Plan()
+    copies: dict[str, int] = {}
+    rules = ResourceRules()
+    for path in paths:
+        delivery = load_delivery(path)
+        try:
+            parsed = parse_delivery(delivery.body, delivery.headers, rules)
+        except PayloadError:
+            continue
+        again = bool(parsed.notifications) and all(n.notification_id in copies for n in parsed.notifications)
+        (result.again if again else result.first).append(delivery)
+        for n in parsed.notifications:
+            copies[n.notification_id] = copies.get(n.notification_id, 0) + 1
+            if copies[n.notification_id] > 1:
+                expected = "duplicate"
+            elif n.resource_path and any(s.lower().startswith("missing") for s in n.resource_path.split("/")):
+                expected = "failed"
+            else:
+                expected = "succeeded"
+            result.rows.append(
+                Row(path.name, n.notification_id, n.event, expected, copies[n.notification_id])
+            )
+    return result
+
+
+def run(console: Console, *, secret: str = DEFAULT_WEBHOOK_SECRET, keep_logs: bool = False) -> int:
+    """Run the demo; returns the exit code (0 only if every notification reached its expected outcome)."""
+    started = time.monotonic()
+    the_plan = plan(samples())
+    workdir = Path(tempfile.mkdtemp(prefix="visma-webhooks-demo-"))
+    state_file, output = workdir / "local.json", workdir / "local.out"
+    command = [
+        sys.executable,
+        "-m",
+        "visma_webhooks.local.cli",
+        "local",
+        "--port",
+        "0",
+        "--webhook-secret",
+        secret,
+        "--state-file",
+        str(state_file),
+        "--function-logs",
+        str(workdir / "functions.log"),
+    ]
+    console.print("[bold]Starting the local stack[/] (moto server + Visma sandbox)…")
+    with open(output, "wb") as out:
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+    try:
+        state = _wait_for_stack(child, state_file)
+        console.print(f"  webhook  [cyan]{state.webhook_url}[/]  (secret {secret!r})")
+        console.print(f"  Visma    [cyan]{state.sandbox_url}[/]  (embedded sandbox)")
+        console.print(f"  AWS      [cyan]{state.aws_endpoint_url}[/]  (moto server)")
+        store = DynamoDBOutcomeStore(state.table_name, state.client("dynamodb"), 0)
+        settled = True
+        for deliveries, rows in the_plan.rounds():
+            for delivery in deliveries:
+                response = post(state.webhook_url, delivery, secret)
+                console.print(
+                    f"  sent {delivery.name:<32} → HTTP {response.status_code} {response.text}",
+                    soft_wrap=True,
+                )
+            settled = _wait_until_settled(store, rows) and settled
+        feedback = _feedback(state.sandbox_url)
+        _evaluate(the_plan.rows, store, feedback)
+    except _DemoError as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        console.print(output.read_text(errors="replace")[-4000:])
+        return 1
+    finally:
+        code = _stop(child)
+    table = Table(title="What happened to each notification", title_justify="left")
+    for column in ("notification", "event", "sample", "expected", "actual", "feedback in Visma"):
+        table.add_column(column, no_wrap=column in ("notification", "event"))
+    for row in the_plan.rows:
+        colour = "green" if row.ok else "red"
+        table.add_row(
+            row.notification_id,
+            row.event,
+            row.sample,
+            row.expected,
+            f"[{colour}]{row.actual}[/]",
+            row.feedback,
+        )
+    console.print(table)
+    good = sum(r.ok for r in the_plan.rows)
+    elapsed = time.monotonic() - started
+    if code != 0:
+        console.print(f"[red]the local stack did not stop cleanly (exit {code})[/]")
+    if good == len(the_plan.rows) and settled and code == 0:
+        console.print(
+            f"[green]✓ all {good} notifications reached their expected outcome[/] in {elapsed:.1f} s"
+        )
+        if not keep_logs:
+            _cleanup(workdir)
+        return 0
+    console.print(
+        f"[red]✗ {len(the_plan.rows) - good} of {len(the_plan.rows)} notifications did not reach their "
+        f"expected outcome[/] ({elapsed:.1f} s); logs in {workdir}"
+    )
+    return 1
+
+
+class _DemoError(RuntimeError):
+    pass
+
+
+def _wait_for_stack(child: subprocess.Popen, state_file: Path) -> StackState:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise _DemoError(f"visma-webhooks local exited with {child.returncode}")
+        with contextlib.suppress(Exception):
+            state = StackState.load(state_file)
+            if state.pid == child.pid:
+                return state
+        time.sleep(0.1)
+    raise _DemoError("the local stack did not start in time")
+
+
+def _final_steps(record: dict[str, Any] | None) -> list[str]:
+    history = (record or {}).get("history") or []
+    return [h.get("step") for h in history if isinstance(h, dict) and h.get("step") in FINAL_STEPS]
+
+
+def _wait_until_settled(store: DynamoDBOutcomeStore, rows: list[Row]) -> bool:
+    """Wait until every notification has as many final steps as deliveries sent so far (bounded)."""
+    wanted: dict[str, int] = {}
+    for row in rows:
+        wanted[row.notification_id] = max(wanted.get(row.notification_id, 0), row.copy)
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        pending = [nid for nid, n in wanted.items() if len(_final_steps(store.get(nid))) < n]
+        if not pending:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _feedback(sandbox_url: str | None) -> list[dict[str, Any]]:
+    if not sandbox_url:
+        return []
+    response = requests.get(sandbox_url + "/_sandbox/feedback", timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def _evaluate(rows: list[Row], store: DynamoDBOutcomeStore, feedback: list[dict[str, Any]]) -> None:
+    for row in rows:
+        steps = _final_steps(store.get(row.notification_id))
+        posted = [f for f in feedback if f.get("notificationId") == row.notification_id]
+        row.actual = steps[row.copy - 1] if len(steps) >= row.copy else "not settled"
+        if posted:
+            row.feedback = ", ".join("✓ success" if f.get("isSuccess") else "✗ failure" for f in posted)
+        else:
+            row.feedback = "none"
+        if row.expected == "succeeded":
+            feedback_ok = [f.get("isSuccess") for f in posted] == [True]
+        elif row.expected == "failed":
+            feedback_ok = [f.get("isSuccess") for f in posted] == [False]
+        elif row.expected == "duplicate":
+            feedback_ok = len(posted) == 1  # the first delivery's feedback only
+            row.feedback = "none again (dedup)" if feedback_ok else row.feedback
+        else:
+            feedback_ok = not posted
+        row.ok = row.actual == row.expected and feedback_ok
+
+
+def _stop(child: subprocess.Popen) -> int:
+    if child.poll() is None:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            return -9
+    return child.returncode
+
+
+def _cleanup(workdir: Path) -> None:
+    for path in workdir.iterdir():
+        with contextlib.suppress(OSError):
+            path.unlink()
+    with contextlib.suppress(OSError):
+        os.rmdir(workdir)

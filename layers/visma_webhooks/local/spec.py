@@ -1,0 +1,251 @@
+"""What the local stack builds, read from ``template.yaml``: queues, table, secrets, functions.
+
+The resources are found by their type and wiring (the queue with a redrive policy and the
+DLQ it names; the table and secrets the functions' environment references), so that a
+renamed logical id does not break the local stack. Where the template does not (yet)
+declare something, the default below is the layout the code documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from visma_webhooks.local.template import ResourceRef, Template, TemplateError
+
+FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
+TABLE_TYPES = ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable")
+QUEUE_ATTRIBUTES = (
+    "VisibilityTimeout",
+    "MessageRetentionPeriod",
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "ReceiveMessageWaitTimeSeconds",
+)
+LAMBDA_DEFAULT_TIMEOUT = 3
+DEFAULT_PROCESSOR_TIMEOUT = 30
+
+
+@dataclass
+class QueueSpec:
+    logical_id: str
+    attributes: dict[str, str]
+
+
+@dataclass
+class TableSpec:
+    logical_id: str
+    key_schema: list[dict[str, str]]
+    attribute_definitions: list[dict[str, str]]
+    ttl_attribute: str | None
+
+
+@dataclass
+class FunctionSpec:
+    logical_id: str
+    timeout: float
+    environment: dict[str, Any]  # values are strings or ResourceRefs
+    unresolved: list[str] = field(default_factory=list)  # variables left out (cannot be resolved locally)
+
+
+@dataclass
+class SourceMappingSpec:
+    """The processor's SQS event source mapping."""
+
+    batch_size: int = 10
+    batching_window: float = 0.0
+    maximum_concurrency: int | None = None
+
+
+@dataclass
+class StackSpec:
+    queue: QueueSpec
+    dlq: QueueSpec
+    max_receive_count: int
+    table: TableSpec
+    webhook_secret: str
+    visma_secret: str
+    ingest: FunctionSpec
+    processor: FunctionSpec
+    mapping: SourceMappingSpec
+
+    @classmethod
+    def from_template(
+        cls,
+        template: Template,
+        *,
+        max_receive_count: int | None = None,
+        visibility_timeout: int | None = None,
+        processor_timeout: float | None = None,
+    ) -> StackSpec:
+        """The stack as the template declares it, with the given local overrides."""
+        queue_id, dlq_id = _queues(template)
+        redrive = template.prop(queue_id, "RedrivePolicy") or {}
+        receives = int(max_receive_count or redrive.get("maxReceiveCount") or 0)
+        if receives < 1:
+            raise TemplateError(f"{queue_id} has no RedrivePolicy maxReceiveCount")
+        queue = QueueSpec(queue_id, _queue_attributes(template, queue_id))
+        if visibility_timeout is not None:
+            queue.attributes["VisibilityTimeout"] = str(int(visibility_timeout))
+        dlq = QueueSpec(dlq_id, _queue_attributes(template, dlq_id))
+
+        ingest_id = _function(template, "HttpApi", "IngestFunction")
+        processor_id = _function(template, "SQS", "ProcessorFunction")
+        ingest = _function_spec(template, ingest_id, "IngestFunction", LAMBDA_DEFAULT_TIMEOUT)
+        fallback_timeout = float(
+            template.parameters.get("ProcessorTimeoutSeconds", DEFAULT_PROCESSOR_TIMEOUT)
+        )
+        processor = _function_spec(template, processor_id, "ProcessorFunction", fallback_timeout)
+        if processor_timeout is not None:
+            processor.timeout = float(processor_timeout)
+
+        table_id = _referenced(
+            template, processor.environment.get("IDEMPOTENCY_TABLE"), TABLE_TYPES, single=True
+        )
+        webhook_secret = _referenced(
+            template, ingest.environment.get("WEBHOOK_SECRET_ARN"), ("AWS::SecretsManager::Secret",)
+        )
+        visma_secret = _referenced(
+            template, processor.environment.get("VISMA_CLIENT_SECRET_ARN"), ("AWS::SecretsManager::Secret",)
+        )
+        return cls(
+            queue=queue,
+            dlq=dlq,
+            max_receive_count=receives,
+            table=_table(template, table_id),
+            webhook_secret=webhook_secret or "WebhookSecret",
+            visma_secret=visma_secret or "VismaClientSecret",
+            ingest=ingest,
+            processor=processor,
+            mapping=_mapping(template, processor_id),
+        )
+
+
+def _queues(template: Template) -> tuple[str, str]:
+    """(queue, DLQ) logical ids: the queue whose RedrivePolicy names the DLQ."""
+    candidates = []
+    for name in template.of_type("AWS::SQS::Queue"):
+        target = template.prop(name, "RedrivePolicy", "deadLetterTargetArn")
+        if isinstance(target, ResourceRef):
+            candidates.append((name, target.logical_id))
+    if not candidates:
+        raise TemplateError("the template has no SQS queue with a RedrivePolicy to a DLQ in the template")
+    preferred = [c for c in candidates if c[0] == "NotificationsQueue"]
+    return (preferred or candidates)[0]
+
+
+def _queue_attributes(template: Template, logical_id: str) -> dict[str, str]:
+    attributes = {}
+    for name in QUEUE_ATTRIBUTES:
+        value = template.prop(logical_id, name)
+        if value is not None:
+            attributes[name] = str(value)
+    sse = template.prop(logical_id, "SqsManagedSseEnabled")
+    if sse is not None:
+        attributes["SqsManagedSseEnabled"] = str(sse).lower()
+    return attributes
+
+
+def _function(template: Template, event_type: str, preferred: str) -> str | None:
+    functions = template.of_type(*FUNCTION_TYPES)
+    if preferred in functions:
+        return preferred
+    for name in functions:
+        try:
+            events = template.prop(name, "Events") or {}
+        except TemplateError:
+            continue
+        if any(isinstance(e, dict) and e.get("Type") == event_type for e in events.values()):
+            return name
+    return None
+
+
+def _function_spec(
+    template: Template, logical_id: str | None, name: str, fallback_timeout: float
+) -> FunctionSpec:
+    timeout = template.global_prop("Function", "Timeout")
+    variables: dict[str, Any] = dict(
+        (template.data.get("Globals") or {}).get("Function", {}).get("Environment", {}).get("Variables") or {}
+    )
+    if logical_id is not None:
+        timeout = template.prop(logical_id, "Timeout", default=timeout)
+        resource_vars = (
+            (template.resources[logical_id].get("Properties") or {}).get("Environment", {}).get("Variables")
+        )
+        variables.update(resource_vars or {})
+    environment: dict[str, Any] = {}
+    unresolved: list[str] = []
+    for key, raw in variables.items():
+        try:
+            value = template.resolve(raw)
+        except TemplateError:
+            unresolved.append(key)
+            continue
+        if isinstance(value, bool):
+            value = str(value).lower()
+        environment[key] = value if isinstance(value, ResourceRef) else str(value)
+    return FunctionSpec(
+        logical_id or name,
+        float(timeout if timeout is not None else fallback_timeout),
+        environment,
+        unresolved,
+    )
+
+
+def _referenced(template: Template, value: Any, types: tuple[str, ...], single: bool = False) -> str | None:
+    """The logical id that an environment value references if it is of one of ``types``; with
+    ``single``, else the template's only resource of those types."""
+    if isinstance(value, ResourceRef) and template.resources[value.logical_id].get("Type") in types:
+        return value.logical_id
+    found = list(template.of_type(*types))
+    return found[0] if single and len(found) == 1 else None
+
+
+def _table(template: Template, logical_id: str | None) -> TableSpec:
+    if logical_id is None:
+        # The layout visma_webhooks.dynamodb documents, until the template declares the table.
+        return TableSpec(
+            "IdempotencyTable",
+            [{"AttributeName": "id", "KeyType": "HASH"}],
+            [{"AttributeName": "id", "AttributeType": "S"}],
+            "expiration",
+        )
+    if template.resources[logical_id]["Type"] == "AWS::Serverless::SimpleTable":
+        key = template.prop(logical_id, "PrimaryKey") or {"Name": "id", "Type": "String"}
+        kind = {"String": "S", "Number": "N", "Binary": "B"}[key.get("Type", "String")]
+        return TableSpec(
+            logical_id,
+            [{"AttributeName": key["Name"], "KeyType": "HASH"}],
+            [{"AttributeName": key["Name"], "AttributeType": kind}],
+            None,
+        )
+    key_schema = template.prop(logical_id, "KeySchema")
+    definitions = template.prop(logical_id, "AttributeDefinitions")
+    if not key_schema or not definitions:
+        raise TemplateError(f"{logical_id} has no KeySchema/AttributeDefinitions")
+    ttl = template.prop(logical_id, "TimeToLiveSpecification") or {}
+    enabled = str(ttl.get("Enabled", "false")).lower() == "true"
+    return TableSpec(
+        logical_id,
+        [{"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in key_schema],
+        [{"AttributeName": d["AttributeName"], "AttributeType": d["AttributeType"]} for d in definitions],
+        ttl.get("AttributeName") if enabled else None,
+    )
+
+
+def _mapping(template: Template, processor_id: str | None) -> SourceMappingSpec:
+    if processor_id is None:
+        return SourceMappingSpec()
+    events: Mapping[str, Any] = template.prop(processor_id, "Events") or {}
+    for event in events.values():
+        if isinstance(event, dict) and event.get("Type") == "SQS":
+            props = event.get("Properties") or {}
+            scaling = props.get("ScalingConfig") or {}
+            concurrency = scaling.get("MaximumConcurrency")
+            return SourceMappingSpec(
+                batch_size=int(props.get("BatchSize", 10)),
+                batching_window=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                maximum_concurrency=int(concurrency) if concurrency is not None else None,
+            )
+    return SourceMappingSpec()

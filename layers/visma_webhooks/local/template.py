@@ -1,0 +1,285 @@
+"""Reading ``template.yaml`` for the local stack, so that the two cannot drift apart.
+
+The template is parsed with its CloudFormation short-form tags (``!Ref``, ``!Sub``,
+``!GetAtt``...), and the intrinsic functions the local stack needs are resolved against
+the parameters' defaults (or overrides): ``Ref``, ``Fn::Sub``, ``Fn::FindInMap``,
+``Fn::If`` with ``Conditions``, ``Fn::Equals``/``Not``/``And``/``Or``, ``Fn::Join``,
+``Fn::Select``, ``Fn::Split``. A reference to a resource resolves to a
+:class:`ResourceRef`, which the local stack maps onto the resources it created.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from visma_webhooks.local.functions import PROJECT_ROOT
+
+DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
+NO_VALUE = object()  # AWS::NoValue: the property is left out
+
+_TAGS = {
+    "Ref": "Ref",
+    "Condition": "Condition",
+    **{
+        name: f"Fn::{name}"
+        for name in (
+            "And",
+            "Base64",
+            "Cidr",
+            "Equals",
+            "FindInMap",
+            "GetAtt",
+            "GetAZs",
+            "If",
+            "ImportValue",
+            "Join",
+            "Not",
+            "Or",
+            "Select",
+            "Split",
+            "Sub",
+            "Transform",
+            "Length",
+            "ToJsonString",
+        )
+    },
+}
+
+
+class TemplateError(ValueError):
+    """The template lacks something the local stack needs, or uses what it cannot resolve."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML loader that turns CloudFormation short forms into their long forms."""
+
+
+def _construct(tag: str):
+    def construct(loader: _Loader, node: yaml.Node) -> dict[str, Any]:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if tag == "Fn::GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {tag: value}
+
+    return construct
+
+
+for _short, _long in _TAGS.items():
+    _Loader.add_constructor(f"!{_short}", _construct(_long))
+
+
+def load(path: str | Path = DEFAULT_TEMPLATE) -> dict[str, Any]:
+    """The template as plain data (short-form tags turned into long forms)."""
+    with open(path, encoding="utf-8") as f:
+        data = yaml.load(f, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
+        raise TemplateError(f"{path} is not a CloudFormation template with Resources")
+    return data
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    """``!Ref Resource`` (``attribute`` None) or ``!GetAtt Resource.Attribute``."""
+
+    logical_id: str
+    attribute: str | None = None
+
+
+@dataclass
+class Template:
+    """A loaded template and the values its parameters take here."""
+
+    data: dict[str, Any]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    stack_name: str = "visma-webhooks-local"
+    region: str = "eu-west-1"
+    account_id: str = "123456789012"
+
+    @classmethod
+    def from_file(
+        cls, path: str | Path = DEFAULT_TEMPLATE, overrides: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Template:
+        data = load(path)
+        values: dict[str, Any] = {}
+        for name, spec in (data.get("Parameters") or {}).items():
+            if "Default" in spec:
+                values[name] = spec["Default"]
+        for name, value in (overrides or {}).items():
+            if name not in (data.get("Parameters") or {}):
+                raise TemplateError(f"the template has no parameter {name}")
+            values[name] = value
+        return cls(data, values, **kwargs)
+
+    @property
+    def resources(self) -> dict[str, dict[str, Any]]:
+        return self.data["Resources"]
+
+    def of_type(self, *types: str) -> dict[str, dict[str, Any]]:
+        """The resources of the given types, by logical id, in template order."""
+        return {name: r for name, r in self.resources.items() if r.get("Type") in types}
+
+    def prop(self, logical_id: str, *keys: str, default: Any = None) -> Any:
+        """One property of a resource (``prop("Queue", "RedrivePolicy", "maxReceiveCount")``), resolved.
+
+        Only that subtree is resolved, so that properties the local stack does not use
+        may hold what it cannot resolve.
+        """
+        resource = self.resources.get(logical_id)
+        if resource is None:
+            raise TemplateError(f"the template has no resource {logical_id}")
+        return self._at(resource.get("Properties") or {}, keys, default)
+
+    def global_prop(self, section: str, *keys: str, default: Any = None) -> Any:
+        """A property of the template's ``Globals`` section (``global_prop("Function", "Timeout")``)."""
+        return self._at((self.data.get("Globals") or {}).get(section) or {}, keys, default)
+
+    def _at(self, node: Any, keys: tuple[str, ...], default: Any) -> Any:
+        for key in keys:
+            if _is_intrinsic(node):
+                node = self.resolve(node)
+            if not isinstance(node, dict) or key not in node:
+                return default
+            node = node[key]
+        value = self.resolve(node)
+        return default if value is NO_VALUE else value
+
+    # -- intrinsic functions --------------------------------------------------------------
+
+    def pseudo(self, name: str) -> Any:
+        values = {
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account_id,
+            "AWS::StackName": self.stack_name,
+            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/local",
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": NO_VALUE,
+        }
+        if name not in values:
+            raise TemplateError(f"unknown pseudo parameter {name}")
+        return values[name]
+
+    def ref(self, name: str) -> Any:
+        if name.startswith("AWS::"):
+            return self.pseudo(name)
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in self.resources:
+            return ResourceRef(name)
+        raise TemplateError(f"!Ref {name}: no such parameter or resource")
+
+    def condition(self, name: str) -> bool:
+        conditions = self.data.get("Conditions") or {}
+        if name not in conditions:
+            raise TemplateError(f"no condition {name}")
+        return bool(self.resolve(conditions[name]))
+
+    def resolve(self, value: Any) -> Any:
+        """``value`` with every intrinsic function the local stack understands evaluated."""
+        if isinstance(value, list):
+            items = [self.resolve(v) for v in value]
+            return [v for v in items if v is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Condition" and isinstance(arg, str):
+                return self.condition(arg)
+            if key.startswith("Fn::"):
+                return self._function(key, arg)
+        resolved = {k: self.resolve(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+
+    def _function(self, name: str, arg: Any) -> Any:
+        if name == "Fn::GetAtt":
+            logical_id, attribute = arg if isinstance(arg, list) else str(arg).split(".", 1)
+            if logical_id not in self.resources:
+                raise TemplateError(f"!GetAtt {logical_id}.{attribute}: no such resource")
+            return ResourceRef(logical_id, attribute)
+        if name == "Fn::Sub":
+            return self._sub(arg)
+        if name == "Fn::FindInMap":
+            mapping, top, second = (self.resolve(a) for a in arg[:3])
+            try:
+                return self.data["Mappings"][mapping][top][second]
+            except (KeyError, TypeError):
+                if len(arg) > 3 and isinstance(arg[3], dict) and "DefaultValue" in arg[3]:
+                    return self.resolve(arg[3]["DefaultValue"])
+                raise TemplateError(f"!FindInMap {mapping}/{top}/{second}: no such entry") from None
+        if name == "Fn::If":
+            condition, when_true, when_false = arg
+            return self.resolve(when_true if self.condition(condition) else when_false)
+        if name == "Fn::Equals":
+            left, right = (self.resolve(a) for a in arg)
+            return str(left) == str(right)
+        if name == "Fn::Not":
+            return not self._truth(arg[0])
+        if name == "Fn::And":
+            return all(self._truth(a) for a in arg)
+        if name == "Fn::Or":
+            return any(self._truth(a) for a in arg)
+        if name == "Fn::Join":
+            separator, items = arg
+            parts = self.resolve(items)
+            if any(isinstance(p, ResourceRef) for p in parts):
+                raise TemplateError("!Join over a resource reference cannot be resolved locally")
+            return str(separator).join(str(p) for p in parts)
+        if name == "Fn::Select":
+            index, items = self.resolve(arg[0]), self.resolve(arg[1])
+            return items[int(index)]
+        if name == "Fn::Split":
+            separator, text = arg[0], self.resolve(arg[1])
+            return str(text).split(separator)
+        raise TemplateError(f"{name} is not supported by the local stack")
+
+    def _truth(self, value: Any) -> bool:
+        if isinstance(value, dict) and set(value) == {"Condition"}:
+            return self.condition(value["Condition"])
+        return bool(self.resolve(value))
+
+    def _sub(self, arg: Any) -> Any:
+        if isinstance(arg, list):
+            text, variables = arg[0], {k: self.resolve(v) for k, v in (arg[1] or {}).items()}
+        else:
+            text, variables = arg, {}
+        refs: list[ResourceRef] = []
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1).strip()
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            if name in variables:
+                value = variables[name]
+            elif "." in name and not name.startswith("AWS::"):
+                logical_id, attribute = name.split(".", 1)
+                value = ResourceRef(logical_id, attribute)
+            else:
+                value = self.ref(name)
+            if isinstance(value, ResourceRef):
+                refs.append(value)
+                return match.group(0)
+            return str(value)
+
+        result = re.sub(r"\$\{([^}]+)\}", substitute, text)
+        if refs:
+            if len(refs) == 1 and re.fullmatch(r"\$\{[^}]+\}", text):
+                return refs[0]  # "${Queue.Arn}" alone is just the reference
+            raise TemplateError(f"!Sub {text!r} names resources; it cannot be resolved locally")
+        return result
+
+
+def _is_intrinsic(node: Any) -> bool:
+    return isinstance(node, dict) and len(node) == 1 and next(iter(node)) in ("Ref", *_TAGS.values())
