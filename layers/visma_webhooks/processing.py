@@ -52,6 +52,7 @@ class Outcome(StrEnum):
 
 
 RETRIED = frozenset({Outcome.RETRYING, Outcome.THROTTLED, Outcome.INVALID})
+ALREADY_PROCESSED = "already processed: "  # a duplicate's description, followed by the outcome it found
 
 
 class StageInProgress(Exception):
@@ -244,7 +245,7 @@ class Processor:
             )
             if not ran:
                 result.outcome = Outcome.DUPLICATE
-                result.description = f"already processed: {stored.get('outcome')}"
+                result.description = f"{ALREADY_PROCESSED}{stored.get('outcome')}"
             else:
                 result.outcome = Outcome(stored["outcome"])
                 result.description = stored.get("description", "")

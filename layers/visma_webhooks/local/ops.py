@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from visma_webhooks.dynamodb import DynamoDBOutcomeStore
 from visma_webhooks.local.stack import StackError, StackState
+from visma_webhooks.processing import ALREADY_PROCESSED
 from visma_webhooks.queueing import FORCE_ATTRIBUTE
 
 MAX_BATCH = 10
@@ -96,13 +97,29 @@ def stack_target(stack_name: str, region: str | None = None) -> Target:
     )
 
 
+COMPLETED = ("succeeded", "failed", "unhandled")
+
+
 def effective_outcome(record: dict[str, Any]) -> str:
-    """The notification's own outcome: the latest step of its history that is not a re-delivery
-    absorbed as a duplicate (the record's ``outcome`` field shows the latest copy's)."""
-    for entry in reversed(record.get("history") or []):
-        step = entry.get("step") if isinstance(entry, dict) else None
-        if step and step not in ("received", "duplicate"):
-            return str(step)
+    """The notification's own outcome (the record's ``outcome`` field shows the latest copy's).
+
+    The latest completed step wins over anything a concurrent or later copy appended (a
+    ``retrying`` after ``succeeded`` is a sibling that found the notification held). With
+    no completed step, a copy absorbed as a duplicate names the outcome it found (a crash
+    between the notification's stage and its history write leaves only that), else the
+    latest step that is not ``received`` tells where it is.
+    """
+    history = [e for e in record.get("history") or [] if isinstance(e, dict)]
+    for entry in reversed(history):
+        if entry.get("step") in COMPLETED:
+            return str(entry["step"])
+    for entry in reversed(history):
+        detail = str(entry.get("detail") or "")
+        if entry.get("step") == "duplicate" and detail.startswith(ALREADY_PROCESSED):
+            return detail.removeprefix(ALREADY_PROCESSED).split()[0].rstrip(",;.")
+    for entry in reversed(history):
+        if entry.get("step") not in (None, "received", "duplicate"):
+            return str(entry["step"])
     return str(record.get("outcome") or "in progress")
 
 
@@ -445,6 +462,11 @@ class Inspection:
     in_queue: list[Found]
     queue_peeked: bool
     where: str
+
+    @property
+    def found(self) -> bool:
+        """Whether the stack knows the notification at all (a record or a message)."""
+        return self.record is not None or bool(self.in_dlq or self.in_queue)
 
 
 def inspect(target: Target, notification_id: str, *, peek_queue: bool = False) -> Inspection:
