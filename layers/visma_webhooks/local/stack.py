@@ -606,10 +606,12 @@ class LocalStack:
             with contextlib.suppress(StackError, OSError):
                 if StackState.load(path).pid == os.getpid():
                     path.unlink()
-        if self._log_handler is not None:
+        # An abandoned batch still runs in its thread until the process exits: it keeps the
+        # function log, so that what it logs meanwhile neither goes astray nor fails to write.
+        if clean and self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)
             self._log_handler = None
-        if self._log_stream is not None:
+        if clean and self._log_stream is not None:
             self._log_stream.close()
             self._log_stream = None
         return clean

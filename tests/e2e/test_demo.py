@@ -1,0 +1,57 @@
+"""``visma-webhooks demo`` (what ``make demo`` runs), so that it cannot rot."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from tests.e2e.conftest import cli
+from visma_webhooks.local.demo import plan, samples
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-demo")]
+
+
+def test_the_plan_covers_every_sample_a_duplicate_and_a_missing_resource():
+    the_plan = plan(samples())
+    names = {path.name for path in samples()}
+    assert {row.sample for row in the_plan.rows} == names
+    assert "sam-local-api-event.json" not in names  # Lambda events are not deliveries
+    expected = [row.expected for row in the_plan.rows]
+    assert expected.count("duplicate") >= 1
+    assert expected.count("failed") >= 1
+    assert expected.count("succeeded") >= 5
+    # a re-delivery goes in the second round, after its first copy settled
+    assert all(row.copy == 2 for row in the_plan.rows if row.expected == "duplicate")
+    assert {d.name for d in the_plan.again} == {row.sample for row in the_plan.rows if row.copy == 2}
+
+
+def test_demo_sends_every_sample_and_every_notification_reaches_its_expected_outcome(tmp_path):
+    result = subprocess.run(  # noqa: S603
+        [*cli(), "demo"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = plan(samples()).rows
+    assert f"✓ all {len(rows)} notifications reached their expected outcome" in result.stdout
+    assert result.stdout.count("HTTP 202") == len({row.sample for row in rows})
+    lines = result.stdout.splitlines()
+    for row in rows:
+        [line] = [
+            line
+            for line in lines
+            if row.notification_id in line
+            and row.sample in line
+            and re.search(rf"│ {row.expected} +│ {row.expected} +│", line)
+        ]
+        assert {"succeeded": "✓ success", "failed": "✗ failure", "duplicate": "none again (dedup)"}[
+            row.expected
+        ] in line
+    assert not list(tmp_path.iterdir())  # the demo leaves nothing behind in the working directory
