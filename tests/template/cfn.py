@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import yaml
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
+
+from visma_webhooks.local.template import load
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -44,29 +45,9 @@ class LocalPolicyLoader:
         return dict(MANAGED_POLICIES)
 
 
-class _Loader(yaml.SafeLoader):
-    """CloudFormation short forms (``!Ref``, ``!GetAtt A.B``...) → long forms."""
-
-
-def _intrinsic(loader: _Loader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-_Loader.add_multi_constructor("!", _intrinsic)
-
-
 @cache
 def sam_template() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    return load(TEMPLATE)
 
 
 @cache

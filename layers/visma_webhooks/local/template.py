@@ -23,60 +23,29 @@ from visma_webhooks.local.functions import PROJECT_ROOT
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
 NO_VALUE = object()  # AWS::NoValue: the property is left out
 
-_TAGS = {
-    "Ref": "Ref",
-    "Condition": "Condition",
-    **{
-        name: f"Fn::{name}"
-        for name in (
-            "And",
-            "Base64",
-            "Cidr",
-            "Equals",
-            "FindInMap",
-            "GetAtt",
-            "GetAZs",
-            "If",
-            "ImportValue",
-            "Join",
-            "Not",
-            "Or",
-            "Select",
-            "Split",
-            "Sub",
-            "Transform",
-            "Length",
-            "ToJsonString",
-        )
-    },
-}
-
 
 class TemplateError(ValueError):
     """The template lacks something the local stack needs, or uses what it cannot resolve."""
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML loader that turns CloudFormation short forms into their long forms."""
+    """YAML loader that turns CloudFormation short forms (``!Ref``, ``!GetAtt A.B``...) into long forms."""
 
 
-def _construct(tag: str):
-    def construct(loader: _Loader, node: yaml.Node) -> dict[str, Any]:
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = loader.construct_scalar(node)
-            if tag == "Fn::GetAtt":
-                value = value.split(".", 1)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)
-        return {tag: value}
-
-    return construct
+def _intrinsic(loader: _Loader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
 
 
-for _short, _long in _TAGS.items():
-    _Loader.add_constructor(f"!{_short}", _construct(_long))
+_Loader.add_multi_constructor("!", _intrinsic)
 
 
 def load(path: str | Path = DEFAULT_TEMPLATE) -> dict[str, Any]:
@@ -282,4 +251,7 @@ class Template:
 
 
 def _is_intrinsic(node: Any) -> bool:
-    return isinstance(node, dict) and len(node) == 1 and next(iter(node)) in ("Ref", *_TAGS.values())
+    if not isinstance(node, dict) or len(node) != 1:
+        return False
+    key = next(iter(node))
+    return key in ("Ref", "Condition") or key.startswith("Fn::")
