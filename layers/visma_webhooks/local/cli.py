@@ -22,6 +22,7 @@ from rich.table import Table
 from visma_webhooks.local.poller import ProcessedRecord
 from visma_webhooks.local.stack import (
     DEFAULT_SCOPE,
+    DEFAULT_TOKEN_URL,
     DEFAULT_WEBHOOK_SECRET,
     LOCAL_RETRY_BASE_SECONDS,
     LocalOptions,
@@ -48,15 +49,17 @@ StateFile = Annotated[
     Path | None,
     typer.Option(
         "--state-file",
-        help="The local stack's state file [default: $VISMA_WEBHOOKS_STATE or .visma-webhooks/local.json].",
-        show_default=False,
+        help="The local stack's state file.",
+        show_default="$VISMA_WEBHOOKS_STATE, else .visma-webhooks/local.json",
     ),
 ]
 StackName = Annotated[
     str | None,
     typer.Option(help="A deployed stack: its CloudFormation outputs name the queues (your AWS credentials)."),
 ]
-Region = Annotated[str | None, typer.Option(help="AWS region of --stack-name [default: your AWS config].")]
+Region = Annotated[
+    str | None, typer.Option(help="AWS region of --stack-name.", show_default="your AWS configuration's")
+]
 
 OUTCOME_STYLES = {
     "succeeded": "green",
@@ -177,7 +180,11 @@ def local(
         str | None, typer.Option(help="Visma.net ERP API base URL; without it the embedded sandbox runs.")
     ] = None,
     token_url: Annotated[
-        str | None, typer.Option(help="Visma Connect token URL [default: connect.visma.com].")
+        str | None,
+        typer.Option(
+            help="Visma Connect token URL (with --visma-base-url; otherwise the sandbox's).",
+            show_default=DEFAULT_TOKEN_URL,
+        ),
     ] = None,
     client_id: Annotated[str | None, typer.Option(help="Visma Connect client id.")] = None,
     client_secret: Annotated[str | None, typer.Option(help="Visma Connect client secret.")] = None,
@@ -185,18 +192,20 @@ def local(
     webhook_secret: Annotated[
         list[str] | None,
         typer.Option(
-            help=f"Webhook secret; repeat it to accept several [default: {DEFAULT_WEBHOOK_SECRET}]."
+            help="Webhook secret; repeat it to accept several.", show_default=DEFAULT_WEBHOOK_SECRET
         ),
     ] = None,
     max_receive_count: Annotated[
-        int | None, typer.Option(min=1, help="Receives before the DLQ [default: from template.yaml].")
+        int | None,
+        typer.Option(min=1, help="Receives before the DLQ.", show_default="from template.yaml"),
     ] = None,
     visibility_timeout: Annotated[
         int | None,
-        typer.Option(min=0, help="Queue visibility timeout, seconds [default: from template.yaml]."),
+        typer.Option(min=0, help="Queue visibility timeout, seconds.", show_default="from template.yaml"),
     ] = None,
     processor_timeout: Annotated[
-        float | None, typer.Option(min=1, help="Processor timeout, seconds [default: from template.yaml].")
+        float | None,
+        typer.Option(min=1, help="Processor timeout, seconds.", show_default="from template.yaml"),
     ] = None,
     retry_base_seconds: Annotated[
         float, typer.Option(min=0, help="Backoff base of transient failures (RETRY_BASE_SECONDS).")
@@ -205,7 +214,8 @@ def local(
         str | None, typer.Option(help="Use this AWS emulator instead of starting moto's server.")
     ] = None,
     handler_modules: Annotated[
-        str | None, typer.Option(help="HANDLER_MODULES, comma-separated [default: from template.yaml].")
+        str | None,
+        typer.Option(help="HANDLER_MODULES, comma-separated.", show_default="from template.yaml"),
     ] = None,
     sandbox_latency: Annotated[
         float, typer.Option(min=0, help="Sandbox: seconds added to each API call.")
@@ -231,10 +241,16 @@ def local(
     state_file: StateFile = None,
     function_logs: Annotated[
         str | None,
-        typer.Option(help="Where the functions' logs go ('-': stderr) [default: beside the state file]."),
+        typer.Option(
+            help="Where the functions' logs go ('-': stderr).",
+            show_default="functions.log beside the state file",
+        ),
     ] = None,
     template: Annotated[
-        Path, typer.Option(help="The SAM template to read the resources from.")
+        Path,
+        typer.Option(
+            help="The SAM template to read the resources from.", show_default="the project's template.yaml"
+        ),
     ] = DEFAULT_TEMPLATE,
 ) -> None:
     """Run the whole pipeline here: emulated AWS, the real functions, the webhook endpoint and Visma."""
@@ -338,13 +354,17 @@ def _banner(state: StackState, stack: LocalStack, options: LocalOptions) -> None
 def process(
     pollers: Annotated[int, typer.Option(min=1, help="Concurrent processor invocations.")] = 1,
     processor_timeout: Annotated[
-        float | None, typer.Option(min=1, help="Processor timeout, seconds [default: the stack's].")
+        float | None,
+        typer.Option(min=1, help="Processor timeout, seconds.", show_default="the local stack's"),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No line per notification.")] = False,
     state_file: StateFile = None,
     function_logs: Annotated[
         str | None,
-        typer.Option(help="Where the function's logs go ('-': stderr) [default: beside the state file]."),
+        typer.Option(
+            help="Where the function's logs go ('-': stderr).",
+            show_default="functions.log beside the state file",
+        ),
     ] = None,
 ) -> None:
     """Run the processor against a running local stack (started with --no-processor).
@@ -405,11 +425,13 @@ def send(
     files: Annotated[
         list[Path], typer.Argument(exists=True, dir_okay=False, help="JSON bodies or envelopes.")
     ],
-    url: Annotated[str | None, typer.Option(help="Webhook URL [default: the local stack's].")] = None,
+    url: Annotated[str | None, typer.Option(help="Webhook URL.", show_default="the local stack's")] = None,
     secret: Annotated[
         str | None,
         typer.Option(
-            envvar="VISMA_WEBHOOK_SECRET", help="Webhook secret [default: the local stack's first secret]."
+            envvar="VISMA_WEBHOOK_SECRET",
+            help="Webhook secret.",
+            show_default="the local stack's first secret",
         ),
     ] = None,
     new_ids: Annotated[bool, typer.Option(help="Replace every notification id with a fresh UUID.")] = False,
@@ -626,6 +648,9 @@ def inspect(
     result = do_inspect(target, notification_id, peek_queue=peek_queue)
     if as_json:
         console.print_json(json.dumps(asdict(result), default=str))
+    if not result.found:
+        raise _fail(f"no notification {notification_id!r}: {result.where}")
+    if as_json:
         return
     record = result.record or {}
     grid = Table.grid(padding=(0, 2))
