@@ -78,6 +78,7 @@ from rich.console import Console
 from rich.table import Table
 
 from visma_webhooks.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.local.ops import attribute, effective_outcome
 from visma_webhooks.local.sandbox import TOKEN_PATH, VismaSandbox, _Response
 from visma_webhooks.local.stack import StackState
 from visma_webhooks.signature import sign
@@ -90,7 +91,6 @@ LEGACY_HOST = "https://integration.visma.net/API/controller/api"
 DISPATCHER_HOST = "https://api.finance.visma.net"
 OUTAGE_RULE = "/v1/*/outage-*"
 TRANSIENT_STEPS = ("retrying", "throttled")
-DUPLICATE_DETAIL = "already processed:"
 # Shared with benchmarks.soak_handlers, which is not imported here: importing it registers
 # its handler and tags the Visma client's User-Agent in this process too.
 EFFECTS_ENV = "SOAK_EFFECTS_DIR"
@@ -674,42 +674,19 @@ def peek_queue(sqs: Any, url: str) -> list[dict[str, Any]]:
 
 
 def final_outcome(record: dict[str, Any] | None) -> str | None:
-    """The notification's outcome from its history: a completed step wins over any later step.
+    """The notification's outcome from its history, as ``status`` and ``inspect`` read it.
 
-    Two things make the latest step the wrong one to read. Copies processed at the same
-    moment append their steps in the order their writes land, so a copy's ``retrying``
-    (it found the notification in progress) can follow the ``succeeded`` of the copy that
-    did the work. And a process killed after the notification's stage completed but before
-    it appended the outcome leaves no final step; the next copy then finds the stage done
-    and appends ``duplicate`` with the stored outcome ("already processed: succeeded"),
-    which is the dedup table's own record of it.
+    A completed step wins over any later step (copies processed at the same moment append
+    in the order their writes land), and a process killed between the notification's stage
+    and its history write leaves only the next copy's "already processed: <outcome>".
     """
-    if not record:
-        return None
-    outcomes = ("succeeded", "failed", "unhandled")
-    steps = [h for h in record.get("history") or [] if isinstance(h, dict)]
-    for step in steps:
-        if step.get("step") in outcomes:
-            return str(step["step"])
-    for step in steps:
-        detail = str(step.get("detail") or "")
-        if step.get("step") == "duplicate" and detail.startswith(DUPLICATE_DETAIL):
-            stored = detail[len(DUPLICATE_DETAIL) :].strip()
-            if stored in outcomes:
-                return stored
-    names = [h.get("step") for h in steps]
-    return next((s for s in reversed(names) if s not in ("received", "duplicate")), "in progress")
+    return effective_outcome(record) if record else None
 
 
 def history_without_outcome(record: dict[str, Any] | None) -> bool:
     """The notification completed, but its history lacks the step (a kill between the two writes)."""
     steps = [h.get("step") for h in (record or {}).get("history") or [] if isinstance(h, dict)]
     return bool(steps) and not any(s in ("succeeded", "failed", "unhandled") for s in steps)
-
-
-def _attribute(message: dict[str, Any], name: str) -> str | None:
-    value = (message.get("MessageAttributes") or {}).get(name)
-    return value.get("StringValue") if isinstance(value, dict) else None
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -1000,12 +977,14 @@ class Soak:
             # the window between a handler's run and the record of its success.
             seen = {s: watcher.lines.get(workers.running[s].pid, 0) for s in busy}
             deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline:
+            while True:
                 watcher.poll()
                 fresh = [s for s in busy if watcher.lines.get(workers.running[s].pid, 0) > seen[s]]
                 if fresh:
                     slot = fresh[0]
                     break
+                if time.monotonic() >= deadline:
+                    return  # the batches went quiet (waiting on Visma): try again later
                 time.sleep(0.002)
         else:  # the others anywhere within 150 ms of the batch going on
             time.sleep(rng.uniform(0, 0.15))
@@ -1085,7 +1064,7 @@ class Soak:
             ("outcome records", set(final["records"])),
             ("feedback", {f["notificationId"] for f in final["feedback"]}),
             ("handler effects", {e["id"] for e in final["effects"]}),
-            ("the DLQ", {_attribute(m, "notification_id") for m in dlq_messages}),
+            ("the DLQ", {attribute(m, "notification_id") for m in dlq_messages}),
         ):
             if hostile & ids:
                 safety.append(f"{len(hostile & ids)} in {where}")
@@ -1102,7 +1081,7 @@ class Soak:
         dlq_check = checks["the DLQ holds only what was designed to fail"]
         dlq_nids: Counter[str] = Counter()
         for m in dlq_messages:
-            nid = _attribute(m, "notification_id")
+            nid = attribute(m, "notification_id")
             p = by_nid.get(nid or "")
             if p is None:
                 dlq_check.append(f"message {m['MessageId']} is no valid notification ({m['Body'][:80]})")

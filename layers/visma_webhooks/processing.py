@@ -213,6 +213,7 @@ class Processor:
                     Outcome.DUPLICATE,
                     "an earlier copy in the batch was processed",
                 )
+                self.outcomes.finished(nid, result)  # counted with the other absorbed copies
             return result
         try:
             self._process(record, notification, suffix, scope, result)

@@ -25,7 +25,7 @@ def test_200_notifications_under_faults_duplicates_forgeries_and_kills_are_each_
         workdir=tmp_path / "work",
         keep=True,
         results=results,
-        timeout=150,  # a guard: the run takes about 45 s
+        timeout=300,  # a guard against a hang: the run takes about 100 s on two busy cores
     )
     result = run(config, Console(width=150, highlight=False, force_terminal=False))
 

@@ -226,6 +226,19 @@ def test_redelivered_notification_is_a_duplicate(processor, counter, queues, san
     assert len(feedback_for(sandbox.feedback, "again")) == 1
 
 
+def test_a_copy_in_the_same_batch_is_a_duplicate_in_the_history(processor, counter, queues, sandbox):
+    sqs, url = queues["sqs"], queues["queue_url"]
+    put(sqs, url, [notification("twice"), notification("twice")])
+    _, response = run(processor, sqs, url, 2)
+
+    assert response["batchItemFailures"] == []
+    assert counter.runs["twice"] == 1
+    assert len(feedback_for(sandbox.feedback, "twice")) == 1
+    record = DynamoDBOutcomeStore("idempotency", boto3.client("dynamodb", region_name=REGION), 0).get("twice")
+    assert [h["step"] for h in record["history"]] == ["received", "succeeded", "duplicate"]
+    assert record["history"][-1]["detail"] == "an earlier copy in the batch was processed"
+
+
 def test_force_bypasses_dedup(processor, counter, queues, sandbox):
     sqs, url = queues["sqs"], queues["queue_url"]
     put(sqs, url, [notification("forced")])

@@ -120,7 +120,7 @@ def effective_outcome(record: dict[str, Any]) -> str:
     for entry in reversed(history):
         if entry.get("step") not in (None, "received", "duplicate"):
             return str(entry["step"])
-    return str(record.get("outcome") or "in progress")
+    return "in progress" if history else str(record.get("outcome") or "in progress")
 
 
 def duplicates_absorbed(record: dict[str, Any]) -> int:
