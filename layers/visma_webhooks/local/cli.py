@@ -89,18 +89,18 @@ def _now() -> str:
 # -- live lines ---------------------------------------------------------------------------
 
 
-def _feedback_text(feedback: dict[str, Any] | None, outcome: str) -> str:
+def _feedback_text(feedback: dict[str, Any] | None, outcome: str, label: str = "feedback ") -> str:
     if not feedback:
-        return "[dim]no feedback[/]"
+        return f"[dim]no {label.strip() or 'feedback'}[/]"
     if feedback.get("posted"):
         if outcome == "duplicate":
-            return "[dim]feedback already posted[/]"
+            return f"[dim]{label}already posted[/]"
         return (
-            "feedback posted [green]✓ success[/]"
+            f"{label}posted [green]✓ success[/]"
             if feedback.get("is_success")
-            else "feedback posted [red]✗ failure[/]"
+            else f"{label}posted [red]✗ failure[/]"
         )
-    return f"[red]feedback not posted[/] {escape(str(feedback.get('error', '')))}"
+    return f"[red]{label}not posted[/] {escape(str(feedback.get('error', '')))}"
 
 
 def _record_printer(max_receive_count: int) -> Callable[[list[ProcessedRecord]], None]:
@@ -676,7 +676,7 @@ def inspect(
                 grid.add_row(label, escape(str(record[key])))
         feedback = record.get("feedback")
         if isinstance(feedback, dict):
-            text = _feedback_text(feedback, "").removeprefix("feedback ")
+            text = _feedback_text(feedback, "", label="")
             if feedback.get("description"):
                 text += f" [dim]— {escape(str(feedback['description'])[:200])}[/]"
             grid.add_row("Feedback", text)
