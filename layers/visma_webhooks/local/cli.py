@@ -60,6 +60,13 @@ StackName = Annotated[
 Region = Annotated[
     str | None, typer.Option(help="AWS region of --stack-name.", show_default="your AWS configuration's")
 ]
+FunctionLogs = Annotated[
+    str | None,
+    typer.Option(
+        help="Where the functions' logs go ('-': stderr).",
+        show_default="functions.log beside the state file",
+    ),
+]
 
 OUTCOME_STYLES = {
     "succeeded": "green",
@@ -239,13 +246,7 @@ def local(
     ] = 1,
     quiet: Annotated[bool, typer.Option(help="No line per delivery and per notification.")] = False,
     state_file: StateFile = None,
-    function_logs: Annotated[
-        str | None,
-        typer.Option(
-            help="Where the functions' logs go ('-': stderr).",
-            show_default="functions.log beside the state file",
-        ),
-    ] = None,
+    function_logs: FunctionLogs = None,
     template: Annotated[
         Path,
         typer.Option(
@@ -359,13 +360,7 @@ def process(
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No line per notification.")] = False,
     state_file: StateFile = None,
-    function_logs: Annotated[
-        str | None,
-        typer.Option(
-            help="Where the function's logs go ('-': stderr).",
-            show_default="functions.log beside the state file",
-        ),
-    ] = None,
+    function_logs: FunctionLogs = None,
 ) -> None:
     """Run the processor against a running local stack (started with --no-processor).
 
