@@ -78,9 +78,10 @@ from rich.console import Console
 from rich.table import Table
 
 from visma_webhooks.dynamodb import DynamoDBOutcomeStore
-from visma_webhooks.local.ops import attribute, effective_outcome
+from visma_webhooks.local.ops import effective_outcome
 from visma_webhooks.local.sandbox import TOKEN_PATH, VismaSandbox, _Response
 from visma_webhooks.local.stack import StackState
+from visma_webhooks.queueing import message_attribute
 from visma_webhooks.signature import sign
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1064,7 +1065,7 @@ class Soak:
             ("outcome records", set(final["records"])),
             ("feedback", {f["notificationId"] for f in final["feedback"]}),
             ("handler effects", {e["id"] for e in final["effects"]}),
-            ("the DLQ", {attribute(m, "notification_id") for m in dlq_messages}),
+            ("the DLQ", {message_attribute(m, "notification_id") for m in dlq_messages}),
         ):
             if hostile & ids:
                 safety.append(f"{len(hostile & ids)} in {where}")
@@ -1081,7 +1082,7 @@ class Soak:
         dlq_check = checks["the DLQ holds only what was designed to fail"]
         dlq_nids: Counter[str] = Counter()
         for m in dlq_messages:
-            nid = attribute(m, "notification_id")
+            nid = message_attribute(m, "notification_id")
             p = by_nid.get(nid or "")
             if p is None:
                 dlq_check.append(f"message {m['MessageId']} is no valid notification ({m['Body'][:80]})")

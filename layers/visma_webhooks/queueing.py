@@ -85,6 +85,12 @@ def quarantine_message(rejection: Rejection, metadata: Mapping[str, str]) -> Mes
     return Message(f"q{rejection.index}", dumps(body), attributes)
 
 
+def message_attribute(message: Mapping[str, Any], name: str) -> str | None:
+    """A string attribute of a received SQS message, or None."""
+    value = (message.get("MessageAttributes") or {}).get(name)
+    return value.get("StringValue") if isinstance(value, dict) else None
+
+
 def attribute_text(text: str, limit: int = 256) -> str:
     """``text`` as printable ASCII (other characters backslash-escaped), cut to ``limit``.
 

@@ -25,6 +25,7 @@ from visma_webhooks.dynamodb import DynamoDBOutcomeStore
 from visma_webhooks.local.stack import StackError, StackState
 from visma_webhooks.processing import ALREADY_PROCESSED
 from visma_webhooks.queueing import FORCE_ATTRIBUTE
+from visma_webhooks.queueing import message_attribute as attribute
 
 MAX_BATCH = 10
 FINAL_OUTCOMES = ("succeeded", "failed", "unhandled", "duplicate")
@@ -125,11 +126,6 @@ def effective_outcome(record: dict[str, Any]) -> str:
 
 def duplicates_absorbed(record: dict[str, Any]) -> int:
     return sum(1 for e in record.get("history") or [] if isinstance(e, dict) and e.get("step") == "duplicate")
-
-
-def attribute(message: dict[str, Any], name: str) -> str | None:
-    value = (message.get("MessageAttributes") or {}).get(name)
-    return value.get("StringValue") if isinstance(value, dict) else None
 
 
 # -- replay -------------------------------------------------------------------------------

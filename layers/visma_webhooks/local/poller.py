@@ -5,7 +5,8 @@ All), gather up to the batch size within the batching window, invoke the functio
 SQS event and a context counting down from its timeout, then delete only the records that
 are not in ``batchItemFailures``. Failed records are left alone: they come back when their
 visibility ends (the processor itself sets it to the backoff), and after ``maxReceiveCount``
-receives SQS moves them to the DLQ. A function error leaves the whole batch to return.
+receives SQS moves them to the DLQ. A function error, or an invocation that runs past the
+function timeout (Lambda would have stopped it), leaves the whole batch to return.
 
 A poller holds no state of its own between batches, so it can be stopped at any point
 (even killed) and started again, in this process or another one.
@@ -25,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from visma_webhooks.dynamodb import OUTCOME_PREFIX
 from visma_webhooks.local.lambda_events import LambdaContext, sqs_event
+from visma_webhooks.queueing import message_attribute
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +164,15 @@ class Poller:
                 response, error = None, f"{type(exc).__name__}: {exc}"
             elapsed = time.monotonic() - started
             if elapsed > c.timeout:
+                # Lambda would have stopped the invocation at its timeout: nothing of the batch is
+                # deleted, and every record returns after its visibility timeout.
                 log.warning(
-                    "the invocation took %.1f s, beyond the function timeout of %.0f s", elapsed, c.timeout
+                    "Task timed out: the invocation took %.1f s, beyond the function timeout of %.0f s; "
+                    "the whole batch will be received again",
+                    elapsed,
+                    c.timeout,
                 )
+                response, error = None, f"Task timed out after {c.timeout:.0f} s"
             if response is None:
                 failed = {m["MessageId"] for m in messages}
             else:
@@ -202,12 +210,14 @@ class Poller:
         if self.report is None:
             return []
         ids = {
-            _attribute(m, "notification_id") for m in messages if _attribute(m, "notification_id") is not None
+            message_attribute(m, "notification_id")
+            for m in messages
+            if message_attribute(m, "notification_id") is not None
         }
         history = self._outcomes(sorted(i for i in ids if i))
         records = []
         for m in messages:
-            nid = _attribute(m, "notification_id")
+            nid = message_attribute(m, "notification_id")
             receives = int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             retried = m["MessageId"] in failed
             item = history.get(nid) if nid else None
@@ -225,7 +235,7 @@ class Poller:
                 ProcessedRecord(
                     message_id=m["MessageId"],
                     notification_id=nid,
-                    event=_attribute(m, "event") or (item or {}).get("event"),
+                    event=message_attribute(m, "event") or (item or {}).get("event"),
                     outcome=outcome,
                     receive_count=receives,
                     retried=retried,
@@ -254,8 +264,3 @@ class Poller:
             except (BotoCoreError, ClientError) as exc:
                 log.warning("could not read outcome records: %s", exc)
         return found
-
-
-def _attribute(message: dict[str, Any], name: str) -> str | None:
-    value = (message.get("MessageAttributes") or {}).get(name)
-    return value.get("StringValue") if isinstance(value, dict) else None
