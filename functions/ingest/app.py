@@ -10,7 +10,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 
-from visma_webhooks.aws import SqsBatchSender
+from visma_webhooks.aws import INGEST_SDK_CONFIG, SqsBatchSender
 from visma_webhooks.ingest import Ingestor, IngestSettings
 from visma_webhooks.signature import secret_list
 
@@ -21,7 +21,7 @@ metrics = Metrics()
 app = APIGatewayHttpResolver()
 
 settings = IngestSettings.from_env()  # refuses to start without a secret (or explicit unsigned mode)
-_sqs = boto3.client("sqs")
+_sqs = boto3.client("sqs", config=INGEST_SDK_CONFIG)
 
 
 @cache
@@ -32,7 +32,7 @@ def _secrets():
     """
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-    return SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+    return SecretsProvider(boto3_client=boto3.client("secretsmanager", config=INGEST_SDK_CONFIG))
 
 
 ingestor = Ingestor(

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from visma_webhooks.aws import SDK_CONFIG
 from visma_webhooks.dynamodb import DynamoDBOutcomeStore, PowertoolsStageGuard
 from visma_webhooks.handlers import load_modules, registry
 from visma_webhooks.processing import Outcome, Processor, ProcessorSettings, QueuedRecord, RecordResult
@@ -43,7 +44,7 @@ metrics = Metrics()
 env = os.environ
 load_modules(env.get("HANDLER_MODULES", "visma_webhooks.handlers.log").split(","))
 
-_dynamodb = boto3.client("dynamodb")  # every record needs it
+_dynamodb = boto3.client("dynamodb", config=SDK_CONFIG)  # every record needs it
 _ttl_seconds = int(float(env.get("IDEMPOTENCY_TTL_HOURS", "168")) * 3600)
 _secret_arn = env["VISMA_CLIENT_SECRET_ARN"]  # refuses to start without the Visma client secret
 
@@ -54,7 +55,7 @@ def sqs_client():
 
     Called from the event loop's thread only (``_delay``), never from the record threads.
     """
-    return boto3.client("sqs")
+    return boto3.client("sqs", config=SDK_CONFIG)
 
 
 @cache
@@ -63,7 +64,9 @@ def visma_client() -> VismaClient:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider  # only needed here
 
     # The default session's client: a SecretsProvider of its own would build a second boto3 session.
-    secret = SecretsProvider(boto3_client=boto3.client("secretsmanager")).get(_secret_arn, transform="json")
+    secret = SecretsProvider(boto3_client=boto3.client("secretsmanager", config=SDK_CONFIG)).get(
+        _secret_arn, transform="json"
+    )
     return VismaClient(
         env.get("VISMA_API_BASE_URL", "https://api.finance.visma.net"),
         env.get("VISMA_TOKEN_URL", "https://connect.visma.com/connect/token"),

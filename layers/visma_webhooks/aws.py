@@ -6,11 +6,21 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from visma_webhooks.queueing import Message
 
 log = logging.getLogger(__name__)
+
+# The SDK's defaults wait up to 60 s per attempt: a stuck connection would outlast the
+# invocation. The processor's clients give up within seconds and retry in standard mode.
+SDK_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3})
+# Ingest has 10 s and retries failed entries itself (queueing.enqueue, 3 attempts), so each
+# of its SQS calls makes one short attempt: a hung SQS gets a 503 well within the timeout.
+INGEST_SDK_CONFIG = Config(
+    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 1}
+)
 
 
 class SqsBatchSender:

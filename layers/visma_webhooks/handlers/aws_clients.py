@@ -10,4 +10,6 @@ from typing import Any
 def client(service: str) -> Any:
     import boto3  # deferred: only the handlers that talk to AWS pay for it
 
-    return boto3.client(service)
+    from visma_webhooks.aws import SDK_CONFIG
+
+    return boto3.client(service, config=SDK_CONFIG)
