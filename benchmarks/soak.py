@@ -134,7 +134,7 @@ class SoakConfig:
     # Sending waits while the queue holds this many messages: moto's SQS scans every message
     # of the queue on each receive and delete, so a backlog of thousands only measures moto.
     max_backlog: int = 250
-    timeout: float = 900.0  # the whole run
+    timeout: float = 1800.0  # the whole run: a guard against a hang (it takes 4 to 14 minutes)
     workdir: Path | None = None
     keep: bool = False  # keep the work directory (logs, effects)
     results: Path | None = RESULTS
