@@ -62,8 +62,12 @@ def test_the_embedded_sandbox_injects_faults_and_an_external_emulator_holds_the_
         state = wait_for(ready, 60, "the local stack to start")
         assert state.aws_endpoint_url == endpoint
         assert state.sandbox_url  # no Visma options: the embedded sandbox
-        banner = output.read_text()
-        assert "moto server" not in banner.split("AWS", 1)[1].splitlines()[0]
+        banner = wait_for(
+            lambda: "Ctrl-C stops" in output.read_text() and output.read_text(), 10, "the banner"
+        )
+        [aws_line] = [line for line in banner.splitlines() if "│ AWS " in line]
+        assert endpoint in aws_line
+        assert "moto server" not in aws_line  # it started none of its own
 
         # The resources live in the emulator the test started.
         sqs = boto3.client(

@@ -43,7 +43,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # messages keep paths and ids whole
 
 StateFile = Annotated[
     Path | None,
