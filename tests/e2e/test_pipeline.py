@@ -247,3 +247,11 @@ def test_status_shows_the_queues_and_the_outcomes(stack):
     assert "succeeded" in shown
     assert "DLQ" in shown
     wait_for(lambda: "feedback posted (success)" in stack.run("status").stdout, 5, "feedback counts")
+
+
+def test_a_second_stack_on_the_same_state_file_is_refused(stack):
+    second = stack.run("local", "--port", "0", check=False, timeout=30)
+    assert second.returncode == 1
+    assert f"a local stack is already running (pid {stack.process.pid}" in second.stderr
+    assert stack.state.pid == stack.process.pid  # the running stack's state file is untouched
+    assert stack.post([legacy_item(new_id())]).status_code == 202

@@ -412,13 +412,13 @@ class LocalStack:
     def start(self) -> StackState:
         o = self.options
         path = state_path(o.state_file)
-        with contextlib.suppress(StackError):
+        existing = None
+        with contextlib.suppress(StackError):  # none, or not a state file: it will be replaced
             existing = StackState.load(path)
-            if existing.alive and existing.pid != os.getpid():
-                raise StackError(
-                    f"a local stack is already running (pid {existing.pid}, {path}); "
-                    "stop it or pass another --state-file"
-                )
+        if existing is not None and existing.alive and existing.pid != os.getpid():
+            raise StackError(
+                f"a local stack is already running (pid {existing.pid}, {path}); stop it or pass another --state-file"
+            )
         try:
             return self._start(path)
         except BaseException:
