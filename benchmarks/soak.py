@@ -81,6 +81,7 @@ from visma_webhooks.dynamodb import DynamoDBOutcomeStore
 from visma_webhooks.local.ops import effective_outcome
 from visma_webhooks.local.sandbox import TOKEN_PATH, VismaSandbox, _Response
 from visma_webhooks.local.stack import StackState
+from visma_webhooks.processing import COMPLETED
 from visma_webhooks.queueing import message_attribute
 from visma_webhooks.signature import sign
 
@@ -687,7 +688,7 @@ def final_outcome(record: dict[str, Any] | None) -> str | None:
 def history_without_outcome(record: dict[str, Any] | None) -> bool:
     """The notification completed, but its history lacks the step (a kill between the two writes)."""
     steps = [h.get("step") for h in (record or {}).get("history") or [] if isinstance(h, dict)]
-    return bool(steps) and not any(s in ("succeeded", "failed", "unhandled") for s in steps)
+    return bool(steps) and not any(s in COMPLETED for s in steps)
 
 
 # -- the run -------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -161,6 +161,20 @@ class DynamoDBOutcomeStore:
             ConsistentRead=True,
         ).get("Item")
         return _plain({"M": item}) if item else None
+
+    def get_many(self, notification_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The outcome records of ``notification_ids`` that exist, by notification id."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(notification_ids), 100):  # BatchGetItem's limit
+            keys = [{"id": {"S": OUTCOME_PREFIX + i}} for i in notification_ids[start : start + 100]]
+            request = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    record = _plain({"M": item})
+                    found[str(record.get("notification_id"))] = record
+                request = response.get("UnprocessedKeys") or {}
+        return found
 
     def scan(self) -> list[dict[str, Any]]:
         """Every outcome record (for ``status``; the table is scanned page by page)."""

@@ -52,6 +52,8 @@ class Outcome(StrEnum):
 
 
 RETRIED = frozenset({Outcome.RETRYING, Outcome.THROTTLED, Outcome.INVALID})
+FINAL = frozenset(Outcome) - RETRIED  # the copy is done with: its message is deleted
+COMPLETED = FINAL - {Outcome.DUPLICATE}  # the notification itself was processed
 ALREADY_PROCESSED = "already processed: "  # a duplicate's description, followed by the outcome it found
 
 

@@ -26,6 +26,7 @@ import requests
 from visma_webhooks.dynamodb import DynamoDBOutcomeStore
 from visma_webhooks.local.sandbox import VismaSandbox
 from visma_webhooks.local.stack import StackState
+from visma_webhooks.processing import FINAL
 from visma_webhooks.signature import sign
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,6 @@ HERE = Path(__file__).resolve().parent
 SECRET = "e2e-webhook-secret"
 CLIENT_ID, CLIENT_SECRET = "e2e-client", "e2e-client-secret"
 TENANT = "1262489"
-FINAL = ("succeeded", "failed", "unhandled", "duplicate")
 
 
 def cli() -> list[str]:

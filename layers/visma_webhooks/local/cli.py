@@ -6,7 +6,6 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from visma_webhooks.local.poller import ProcessedRecord
+from visma_webhooks.local.poller import ProcessedRecord, join_all
 from visma_webhooks.local.stack import (
     DEFAULT_SCOPE,
     DEFAULT_TOKEN_URL,
@@ -110,26 +109,23 @@ def _feedback_text(feedback: dict[str, Any] | None, outcome: str, label: str = "
     return f"[red]{label}not posted[/] {escape(str(feedback.get('error', '')))}"
 
 
-def _record_printer(max_receive_count: int) -> Callable[[list[ProcessedRecord]], None]:
-    def report(records: list[ProcessedRecord]) -> None:
-        for r in records:
-            style = OUTCOME_STYLES.get(r.outcome, "white")
-            attempt = f"attempt {r.receive_count}/{max_receive_count}"
-            line = (
-                f"[dim]{_now()}[/] {escape(r.notification_id or '(no notification id)')} "
-                f"[bold]{escape(r.event or '-')}[/] [{style}]{r.outcome}[/] [dim]{attempt}[/] "
-            )
-            if r.retried:
-                line += "[red]→ DLQ next[/]" if r.to_dlq else "[yellow]↻ back on the queue[/]"
-                if r.feedback and r.to_dlq:
-                    line += " " + _feedback_text(r.feedback, r.outcome)
-                if r.error:
-                    line += f" [dim]{escape(r.error[:160])}[/]"
-            else:
-                line += _feedback_text(r.feedback, r.outcome)
-            console.print(line, soft_wrap=True)
-
-    return report
+def _print_records(records: list[ProcessedRecord]) -> None:
+    for r in records:
+        style = OUTCOME_STYLES.get(r.outcome, "white")
+        attempt = f"attempt {r.receive_count}/{r.max_receive_count}"
+        line = (
+            f"[dim]{_now()}[/] {escape(r.notification_id or '(no notification id)')} "
+            f"[bold]{escape(r.event or '-')}[/] [{style}]{r.outcome}[/] [dim]{attempt}[/] "
+        )
+        if r.retried:
+            line += "[red]→ DLQ next[/]" if r.to_dlq else "[yellow]↻ back on the queue[/]"
+            if r.feedback and r.to_dlq:
+                line += " " + _feedback_text(r.feedback, r.outcome)
+            if r.error:
+                line += f" [dim]{escape(r.error[:160])}[/]"
+        else:
+            line += _feedback_text(r.feedback, r.outcome)
+        console.print(line, soft_wrap=True)
 
 
 def _delivery_printer(status: int, body: dict[str, Any] | None) -> None:
@@ -288,17 +284,13 @@ def local(
     signals = _Signals().install()
     stack = LocalStack(
         options,
-        report=None if quiet else _record_printer(max_receive_count or 0),
+        report=None if quiet else _print_records,
         on_delivery=None if quiet else _delivery_printer,
     )
     try:
         state = stack.start()
     except (StackError, TemplateError, OSError) as exc:
         raise _fail(str(exc)) from None
-    if not quiet:
-        stack.report = _record_printer(state.max_receive_count)
-        for poller in stack.pollers:
-            poller.report = stack.report
     _banner(state, stack, options)
     signals.wait()
     console.print("[dim]stopping: finishing the batch in flight (Ctrl-C again to abandon it)…[/]")
@@ -386,7 +378,7 @@ def process(
         state,
         pollers=pollers,
         stop=signals.stop,
-        report=None if quiet else _record_printer(state.max_receive_count),
+        report=None if quiet else _print_records,
         log_stream=stream,
         processor_timeout=processor_timeout,
     )
@@ -396,20 +388,10 @@ def process(
             console.print("[yellow]the local stack has stopped[/]")
             signals.stop.set()
             break
-    timeout = float(state.processor.get("timeout", 30)) + 2
-    clean = all(_join(p, timeout, signals.abandon) for p in running)
+    clean = join_all(running, float(state.processor.get("timeout", 30)) + 2, signals.abandon)
     if stream is not None:
         stream.close()
     console.print("[dim]stopped[/]" + ("" if clean else " [yellow](a batch was abandoned)[/]"))
-
-
-def _join(poller: Any, timeout: float, abandon: threading.Event) -> bool:
-    waited = 0.0
-    while waited < timeout and not abandon.is_set():
-        if poller.join(0.2):
-            return True
-        waited += 0.2
-    return poller.join(0)
 
 
 # -- send ---------------------------------------------------------------------------------

@@ -34,10 +34,10 @@ from visma_webhooks.local.functions import PROJECT_ROOT
 from visma_webhooks.local.sending import Delivery, load_delivery, post
 from visma_webhooks.local.stack import DEFAULT_WEBHOOK_SECRET, StackState
 from visma_webhooks.parsing import PayloadError, parse_delivery
+from visma_webhooks.processing import FINAL
 from visma_webhooks.resources import ResourceRules
 
 EVENTS_DIR = PROJECT_ROOT / "events"
-FINAL_STEPS = ("succeeded", "failed", "unhandled", "duplicate")
 START_TIMEOUT = 45.0
 SETTLE_TIMEOUT = 40.0
 
@@ -208,7 +208,7 @@ def _wait_for_stack(child: subprocess.Popen, state_file: Path) -> StackState:
 
 def _final_steps(record: dict[str, Any] | None) -> list[str]:
     history = (record or {}).get("history") or []
-    return [h.get("step") for h in history if isinstance(h, dict) and h.get("step") in FINAL_STEPS]
+    return [h.get("step") for h in history if isinstance(h, dict) and h.get("step") in FINAL]
 
 
 def _wait_until_settled(store: DynamoDBOutcomeStore, rows: list[Row]) -> bool:

@@ -23,13 +23,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from visma_webhooks.dynamodb import DynamoDBOutcomeStore
 from visma_webhooks.local.stack import StackError, StackState
-from visma_webhooks.processing import ALREADY_PROCESSED
+from visma_webhooks.processing import ALREADY_PROCESSED, COMPLETED, FINAL, RETRIED
 from visma_webhooks.queueing import FORCE_ATTRIBUTE
 from visma_webhooks.queueing import message_attribute as attribute
 
 MAX_BATCH = 10
-FINAL_OUTCOMES = ("succeeded", "failed", "unhandled", "duplicate")
-RETRY_OUTCOMES = ("retrying", "throttled", "invalid")
 
 
 @dataclass
@@ -96,9 +94,6 @@ def stack_target(stack_name: str, region: str | None = None) -> Target:
         table_name=table,
         cloudwatch=session.client("cloudwatch"),
     )
-
-
-COMPLETED = ("succeeded", "failed", "unhandled")
 
 
 def effective_outcome(record: dict[str, Any]) -> str:
@@ -382,7 +377,7 @@ def status(target: Target) -> Status:
                 feedback["posted (success)" if fb.get("is_success") else "posted (failure)"] += 1
             else:
                 feedback["not posted"] += 1
-        if outcome not in FINAL_OUTCOMES and record.get("first_seen"):
+        if outcome not in FINAL and record.get("first_seen"):
             with contextlib.suppress(ValueError):
                 age = (now - datetime.fromisoformat(str(record["first_seen"]))).total_seconds()
                 oldest = age if oldest is None else max(oldest, age)
@@ -483,9 +478,9 @@ def inspect(target: Target, notification_id: str, *, peek_queue: bool = False) -
         where += "; `visma-webhooks replay` moves it back"
     elif in_queue:
         where = "in the queue, waiting to be processed"
-    elif outcome in FINAL_OUTCOMES:
+    elif outcome in FINAL:
         where = f"done ({outcome})"
-    elif outcome in RETRY_OUTCOMES:
+    elif outcome in RETRIED:
         where = "in the queue, invisible until its next attempt"
     elif record is not None:
         where = "being processed"

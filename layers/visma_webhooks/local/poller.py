@@ -21,17 +21,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from visma_webhooks.dynamodb import OUTCOME_PREFIX
+from visma_webhooks.dynamodb import DynamoDBOutcomeStore
 from visma_webhooks.local.lambda_events import LambdaContext, sqs_event
+from visma_webhooks.processing import FINAL
 from visma_webhooks.queueing import message_attribute
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 10
-FINAL_OUTCOMES = frozenset({"succeeded", "failed", "unhandled", "duplicate"})
 
 
 @dataclass
@@ -43,10 +42,26 @@ class ProcessedRecord:
     event: str | None
     outcome: str
     receive_count: int
+    max_receive_count: int
     retried: bool
     feedback: dict[str, Any] | None = None
-    to_dlq: bool = False  # failed on its last receive: SQS moves it to the DLQ next
     error: str | None = None
+
+    @property
+    def to_dlq(self) -> bool:
+        """Failed on its last receive: SQS moves it to the DLQ next."""
+        return self.retried and self.receive_count >= self.max_receive_count
+
+
+def join_all(pollers: Sequence[Poller], timeout: float, abandon: threading.Event | None = None) -> bool:
+    """Wait for the pollers' loops to end (stop them first); False if a batch is still in
+    flight after ``timeout`` seconds or once ``abandon`` is set."""
+    deadline = time.monotonic() + timeout
+    for poller in pollers:
+        while not poller.join(0.1):
+            if time.monotonic() >= deadline or (abandon is not None and abandon.is_set()):
+                return False
+    return True
 
 
 Invoke = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -64,7 +79,6 @@ class PollerConfig:
     batching_window: float = 0.0
     wait_seconds: int = 1  # short long-polls, so that a stop request is noticed within a second
     max_receive_count: int = 5
-    table_name: str | None = None  # outcome records, to report each record's outcome
 
 
 class Poller:
@@ -76,7 +90,7 @@ class Poller:
         sqs: Any,
         invoke: Invoke,
         *,
-        dynamodb: Any = None,
+        outcomes: DynamoDBOutcomeStore | None = None,
         report: Report | None = None,
         stop: threading.Event | None = None,
         name: str = "poller",
@@ -84,14 +98,13 @@ class Poller:
         self.config = config
         self.sqs = sqs
         self.invoke = invoke
-        self.dynamodb = dynamodb
+        self.outcomes = outcomes  # to report each record's outcome
         self.report = report
         self.stop_event = stop or threading.Event()
         self.name = name
         self.busy = threading.Event()  # set while a batch is in flight
         self.batches = 0
         self._thread: threading.Thread | None = None
-        self._deserializer = TypeDeserializer()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -227,7 +240,7 @@ class Poller:
                 feedback = item.get("feedback")
                 if item.get("last_message_id") not in (None, m["MessageId"]) and not retried:
                     outcome = "duplicate"  # another copy of this notification was processed
-                elif not retried or item.get("outcome") not in FINAL_OUTCOMES:
+                elif not retried or item.get("outcome") not in FINAL:
                     outcome = str(item.get("outcome") or outcome)
             elif retried and nid is None:
                 outcome = "invalid"
@@ -238,29 +251,19 @@ class Poller:
                     event=message_attribute(m, "event") or (item or {}).get("event"),
                     outcome=outcome,
                     receive_count=receives,
+                    max_receive_count=self.config.max_receive_count,
                     retried=retried,
                     feedback=feedback if isinstance(feedback, dict) else None,
-                    to_dlq=retried and receives >= self.config.max_receive_count,
                     error=error or (str(item.get("last_error")) if item and item.get("last_error") else None),
                 )
             )
         return records
 
     def _outcomes(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        if not ids or self.dynamodb is None or not self.config.table_name:
+        if not ids or self.outcomes is None:
             return {}
-        found: dict[str, dict[str, Any]] = {}
-        table = self.config.table_name
-        for start in range(0, len(ids), 100):
-            keys = [{"id": {"S": OUTCOME_PREFIX + i}} for i in ids[start : start + 100]]
-            request = {table: {"Keys": keys, "ConsistentRead": True}}
-            try:
-                while request:
-                    response = self.dynamodb.batch_get_item(RequestItems=request)
-                    for item in response.get("Responses", {}).get(table, []):
-                        plain = {k: self._deserializer.deserialize(v) for k, v in item.items()}
-                        found[str(plain.get("notification_id"))] = plain
-                    request = response.get("UnprocessedKeys") or {}
-            except (BotoCoreError, ClientError) as exc:
-                log.warning("could not read outcome records: %s", exc)
-        return found
+        try:
+            return self.outcomes.get_many(ids)
+        except (BotoCoreError, ClientError) as exc:
+            log.warning("could not read outcome records: %s", exc)
+            return {}

@@ -24,7 +24,6 @@ import queue
 import secrets as pysecrets
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -36,8 +35,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from visma_webhooks.dynamodb import DynamoDBOutcomeStore
 from visma_webhooks.local.functions import load_function
-from visma_webhooks.local.poller import Poller, PollerConfig, Report
+from visma_webhooks.local.poller import Poller, PollerConfig, Report, join_all
 from visma_webhooks.local.spec import StackSpec
 from visma_webhooks.local.template import DEFAULT_TEMPLATE, ResourceRef, Template
 
@@ -587,12 +587,7 @@ class LocalStack:
         self.stop_event.set()
         if self.pollers:
             timeout = grace if grace is not None else (self.spec.processor.timeout if self.spec else 30.0) + 2
-            deadline = time.monotonic() + timeout
-            for poller in self.pollers:
-                while not poller.join(0.1):
-                    if time.monotonic() >= deadline or (abandon is not None and abandon.is_set()):
-                        clean = False
-                        break
+            clean = join_all(self.pollers, timeout, abandon)
             self.pollers = []
         if self.sandbox is not None:
             self.sandbox.stop()
@@ -637,12 +632,12 @@ def start_pollers(
         batch_size=int(p.get("batch_size", 10)),
         batching_window=float(p.get("batching_window", 0)),
         max_receive_count=state.max_receive_count,
-        table_name=state.table_name,
     )
-    sqs, dynamodb = state.client("sqs"), state.client("dynamodb")
+    sqs = state.client("sqs")
+    outcomes = DynamoDBOutcomeStore(state.table_name, state.client("dynamodb"), 0)
     return [
         Poller(
-            config, sqs, module.handler, dynamodb=dynamodb, report=report, stop=stop, name=f"poller-{i + 1}"
+            config, sqs, module.handler, outcomes=outcomes, report=report, stop=stop, name=f"poller-{i + 1}"
         ).start()
         for i, module in enumerate(modules)
     ]
