@@ -513,7 +513,7 @@ class LocalStack:
             table_name=resources.table_name,
             webhook_secret_arn=resources.webhook_secret_arn,
             visma_secret_arn=resources.visma_secret_arn,
-            webhook_url=f"http://{o.host}:{self.server.port}/webhooks/visma",
+            webhook_url=self.server.url,
             visma_base_url=base_url,
             token_url=token_url,
             sandbox_url=sandbox_url,

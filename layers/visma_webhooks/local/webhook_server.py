@@ -46,6 +46,7 @@ class WebhookServer:
         self.invoke = invoke
         self.observe = observe
         handler = type("WebhookHandler", (_Handler,), {"owner": self})
+        self.host = host
         self._server = _Server((host, port), handler)
         self._thread: threading.Thread | None = None
 
@@ -55,7 +56,7 @@ class WebhookServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{WEBHOOK_PATH}"
+        return f"http://{self.host}:{self.port}{WEBHOOK_PATH}"
 
     def start(self) -> WebhookServer:
         self._thread = threading.Thread(
@@ -82,8 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         if urlsplit(self.path).path != WEBHOOK_PATH:
-            self._discard_body()
-            self._reply(404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
+            self._not_found()
             return
         body = self._read_body()
         if body is None:

@@ -1,0 +1,120 @@
+"""The local webhook endpoint: requests to the real ingest function, and what it refuses as API Gateway would."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import pytest
+import requests
+
+from tests.conftest import drain
+from visma_webhooks.local.stack import FunctionPool
+from visma_webhooks.local.webhook_server import MAX_PAYLOAD_BYTES, WebhookServer
+from visma_webhooks.signature import SIGNATURE_HEADER, sign
+
+
+@pytest.fixture
+def server(ingest_app):
+    delivered = []
+
+    def observe(status, body):
+        delivered.append((status, body))
+
+    ingest = FunctionPool([ingest_app], "IngestFunction", 10)  # as the local stack invokes it
+    running = WebhookServer(ingest.invoke, observe=observe).start()
+    running.delivered = delivered
+    yield running
+    running.stop()
+
+
+def item(nid: str) -> dict:
+    return {
+        "notificationId": nid,
+        "contextId": "1262489",
+        "event": "customer_changed",
+        "resourceUri": "https://api.finance.visma.net/v1/customer/10001",
+    }
+
+
+def raw_request(server: WebhookServer, method: str, path: str, body: bytes = b"", headers=None):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.putrequest(method, path, skip_accept_encoding=True)
+    for name, value in (headers or {}).items():
+        connection.putheader(name, value)
+    connection.endheaders(body or None)
+    response = connection.getresponse()
+    result = response.status, response.read()
+    connection.close()
+    return result
+
+
+def test_a_signed_delivery_reaches_the_queue_through_the_ingest_function(server, queues, webhook_secrets):
+    body = json.dumps([item("00000000-0000-4000-8000-000000000001")]).encode()
+    response = requests.post(
+        server.url,
+        data=body,
+        headers={
+            "content-type": "application/json",
+            SIGNATURE_HEADER: sign(body, webhook_secrets["values"][0]),
+        },
+        timeout=10,
+    )
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 1
+    assert len(drain(queues["sqs"], queues["queue_url"])) == 1
+    assert server.delivered == [(202, response.json())]
+
+
+def test_a_chunked_body_arrives_whole(server, queues, webhook_secrets):
+    body = json.dumps([item("00000000-0000-4000-8000-000000000002")]).encode()
+    response = requests.post(
+        server.url,
+        data=iter([body[:10], body[10:]]),  # requests sends an iterator chunked
+        headers={
+            "content-type": "application/json",
+            SIGNATURE_HEADER: sign(body, webhook_secrets["values"][0]),
+        },
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status", "message"),
+    [
+        ("POST", "/webhooks/other", {"Content-Length": "2"}, 404, "Not Found"),
+        ("GET", "/webhooks/visma", {}, 404, "Not Found"),
+        (
+            "POST",
+            "/webhooks/visma",
+            {"Content-Length": str(MAX_PAYLOAD_BYTES + 1)},
+            413,
+            "Request Entity Too Large",
+        ),
+        ("POST", "/webhooks/visma", {"Content-Length": "-5"}, 400, "Bad Request"),
+        ("POST", "/webhooks/visma", {"Content-Length": "many"}, 400, "Bad Request"),
+    ],
+)
+def test_what_api_gateway_refuses_never_reaches_the_function(
+    server, queues, method, path, headers, status, message
+):
+    body = b"{}" if headers.get("Content-Length") == "2" else b""
+    answer = raw_request(server, method, path, body, headers)
+    assert answer == (status, json.dumps({"message": message}, separators=(",", ":")).encode())
+    assert server.delivered == []
+    assert drain(queues["sqs"], queues["queue_url"]) == []
+
+
+def test_a_function_that_fails_is_a_500_and_is_reported():
+    def fail(event):
+        raise RuntimeError("boom")
+
+    seen = []
+    running = WebhookServer(fail, observe=lambda status, body: seen.append((status, body))).start()
+    try:
+        response = requests.post(running.url, data=b"[]", timeout=10)
+    finally:
+        running.stop()
+    assert (response.status_code, response.json()) == (500, {"message": "Internal Server Error"})
+    assert seen == [(500, None)]
