@@ -2,20 +2,20 @@
 
 The resources are found by their type and wiring (the queue with a redrive policy and the
 DLQ it names; the table and secrets the functions' environment references), so that a
-renamed logical id does not break the local stack. Where the template does not (yet)
-declare something, the default below is the layout the code documents.
+renamed logical id does not break the local stack. What the local stack needs and the
+template lacks is a :class:`TemplateError`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from visma_webhooks.local.template import ResourceRef, Template, TemplateError
 
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
-TABLE_TYPES = ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable")
+SECRET_TYPE = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type
 QUEUE_ATTRIBUTES = (
     "VisibilityTimeout",
     "MessageRetentionPeriod",
@@ -24,7 +24,6 @@ QUEUE_ATTRIBUTES = (
     "ReceiveMessageWaitTimeSeconds",
 )
 LAMBDA_DEFAULT_TIMEOUT = 3
-DEFAULT_PROCESSOR_TIMEOUT = 30
 
 
 @dataclass
@@ -45,8 +44,7 @@ class TableSpec:
 class FunctionSpec:
     logical_id: str
     timeout: float
-    environment: dict[str, Any]  # values are strings or ResourceRefs
-    unresolved: list[str] = field(default_factory=list)  # variables left out (cannot be resolved locally)
+    environment: dict[str, Any]  # values are strings or ResourceRefs; what cannot be resolved is left out
 
 
 @dataclass
@@ -55,7 +53,6 @@ class SourceMappingSpec:
 
     batch_size: int = 10
     batching_window: float = 0.0
-    maximum_concurrency: int | None = None
 
 
 @dataclass
@@ -92,30 +89,20 @@ class StackSpec:
 
         ingest_id = _function(template, "HttpApi", "IngestFunction")
         processor_id = _function(template, "SQS", "ProcessorFunction")
-        ingest = _function_spec(template, ingest_id, "IngestFunction", LAMBDA_DEFAULT_TIMEOUT)
-        fallback_timeout = float(
-            template.parameters.get("ProcessorTimeoutSeconds", DEFAULT_PROCESSOR_TIMEOUT)
-        )
-        processor = _function_spec(template, processor_id, "ProcessorFunction", fallback_timeout)
+        ingest = _function_spec(template, ingest_id)
+        processor = _function_spec(template, processor_id)
         if processor_timeout is not None:
             processor.timeout = float(processor_timeout)
 
-        table_id = _referenced(
-            template, processor.environment.get("IDEMPOTENCY_TABLE"), TABLE_TYPES, single=True
-        )
-        webhook_secret = _referenced(
-            template, ingest.environment.get("WEBHOOK_SECRET_ARN"), ("AWS::SecretsManager::Secret",)
-        )
-        visma_secret = _referenced(
-            template, processor.environment.get("VISMA_CLIENT_SECRET_ARN"), ("AWS::SecretsManager::Secret",)
-        )
         return cls(
             queue=queue,
             dlq=dlq,
             max_receive_count=receives,
-            table=_table(template, table_id),
-            webhook_secret=webhook_secret or "WebhookSecret",
-            visma_secret=visma_secret or "VismaClientSecret",
+            table=_table(
+                template, _referenced(template, processor, "IDEMPOTENCY_TABLE", "AWS::DynamoDB::Table")
+            ),
+            webhook_secret=_referenced(template, ingest, "WEBHOOK_SECRET_ARN", SECRET_TYPE),
+            visma_secret=_referenced(template, processor, "VISMA_CLIENT_SECRET_ARN", SECRET_TYPE),
             ingest=ingest,
             processor=processor,
             mapping=_mapping(template, processor_id),
@@ -147,7 +134,8 @@ def _queue_attributes(template: Template, logical_id: str) -> dict[str, str]:
     return attributes
 
 
-def _function(template: Template, event_type: str, preferred: str) -> str | None:
+def _function(template: Template, event_type: str, preferred: str) -> str:
+    """``preferred`` if the template has it, else the function subscribed to an ``event_type`` event."""
     functions = template.of_type(*FUNCTION_TYPES)
     if preferred in functions:
         return preferred
@@ -158,68 +146,45 @@ def _function(template: Template, event_type: str, preferred: str) -> str | None
             continue
         if any(isinstance(e, dict) and e.get("Type") == event_type for e in events.values()):
             return name
-    return None
+    raise TemplateError(f"the template has no {preferred} (nor a function with a {event_type} event)")
 
 
-def _function_spec(
-    template: Template, logical_id: str | None, name: str, fallback_timeout: float
-) -> FunctionSpec:
-    timeout = template.global_prop("Function", "Timeout")
-    variables: dict[str, Any] = dict(
-        (template.data.get("Globals") or {}).get("Function", {}).get("Environment", {}).get("Variables") or {}
-    )
-    if logical_id is not None:
-        timeout = template.prop(logical_id, "Timeout", default=timeout)
-        resource_vars = (
+def _function_spec(template: Template, logical_id: str) -> FunctionSpec:
+    """The function's timeout and environment, the ``Globals`` merged in (values resolved one by one)."""
+    timeout = template.prop(logical_id, "Timeout", default=template.global_prop("Function", "Timeout"))
+    variables: dict[str, Any] = {
+        **(
+            (template.data.get("Globals") or {}).get("Function", {}).get("Environment", {}).get("Variables")
+            or {}
+        ),
+        **(
             (template.resources[logical_id].get("Properties") or {}).get("Environment", {}).get("Variables")
-        )
-        variables.update(resource_vars or {})
+            or {}
+        ),
+    }
     environment: dict[str, Any] = {}
-    unresolved: list[str] = []
     for key, raw in variables.items():
         try:
             value = template.resolve(raw)
         except TemplateError:
-            unresolved.append(key)
-            continue
+            continue  # e.g. a !Sub over a resource's attributes: not needed locally
         if isinstance(value, bool):
             value = str(value).lower()
         environment[key] = value if isinstance(value, ResourceRef) else str(value)
     return FunctionSpec(
-        logical_id or name,
-        float(timeout if timeout is not None else fallback_timeout),
-        environment,
-        unresolved,
+        logical_id, float(timeout if timeout is not None else LAMBDA_DEFAULT_TIMEOUT), environment
     )
 
 
-def _referenced(template: Template, value: Any, types: tuple[str, ...], single: bool = False) -> str | None:
-    """The logical id that an environment value references if it is of one of ``types``; with
-    ``single``, else the template's only resource of those types."""
-    if isinstance(value, ResourceRef) and template.resources[value.logical_id].get("Type") in types:
+def _referenced(template: Template, function: FunctionSpec, variable: str, resource_type: str) -> str:
+    """The logical id of the ``resource_type`` resource that a function's variable references."""
+    value = function.environment.get(variable)
+    if isinstance(value, ResourceRef) and template.resources[value.logical_id].get("Type") == resource_type:
         return value.logical_id
-    found = list(template.of_type(*types))
-    return found[0] if single and len(found) == 1 else None
+    raise TemplateError(f"{function.logical_id}'s {variable} does not reference an {resource_type}")
 
 
-def _table(template: Template, logical_id: str | None) -> TableSpec:
-    if logical_id is None:
-        # The layout visma_webhooks.dynamodb documents, until the template declares the table.
-        return TableSpec(
-            "IdempotencyTable",
-            [{"AttributeName": "id", "KeyType": "HASH"}],
-            [{"AttributeName": "id", "AttributeType": "S"}],
-            "expiration",
-        )
-    if template.resources[logical_id]["Type"] == "AWS::Serverless::SimpleTable":
-        key = template.prop(logical_id, "PrimaryKey") or {"Name": "id", "Type": "String"}
-        kind = {"String": "S", "Number": "N", "Binary": "B"}[key.get("Type", "String")]
-        return TableSpec(
-            logical_id,
-            [{"AttributeName": key["Name"], "KeyType": "HASH"}],
-            [{"AttributeName": key["Name"], "AttributeType": kind}],
-            None,
-        )
+def _table(template: Template, logical_id: str) -> TableSpec:
     key_schema = template.prop(logical_id, "KeySchema")
     definitions = template.prop(logical_id, "AttributeDefinitions")
     if not key_schema or not definitions:
@@ -234,18 +199,13 @@ def _table(template: Template, logical_id: str | None) -> TableSpec:
     )
 
 
-def _mapping(template: Template, processor_id: str | None) -> SourceMappingSpec:
-    if processor_id is None:
-        return SourceMappingSpec()
+def _mapping(template: Template, processor_id: str) -> SourceMappingSpec:
     events: Mapping[str, Any] = template.prop(processor_id, "Events") or {}
     for event in events.values():
         if isinstance(event, dict) and event.get("Type") == "SQS":
             props = event.get("Properties") or {}
-            scaling = props.get("ScalingConfig") or {}
-            concurrency = scaling.get("MaximumConcurrency")
             return SourceMappingSpec(
                 batch_size=int(props.get("BatchSize", 10)),
                 batching_window=float(props.get("MaximumBatchingWindowInSeconds", 0)),
-                maximum_concurrency=int(concurrency) if concurrency is not None else None,
             )
     return SourceMappingSpec()

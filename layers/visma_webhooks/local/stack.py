@@ -523,7 +523,6 @@ class LocalStack:
                 "timeout": spec.processor.timeout,
                 "batch_size": spec.mapping.batch_size,
                 "batching_window": spec.mapping.batching_window,
-                "maximum_concurrency": spec.mapping.maximum_concurrency,
                 "visibility_timeout": int(spec.queue.attributes.get("VisibilityTimeout", "30")),
                 "environment": {k: v for k, v in processor_env.items() if k not in aws_env},
             },

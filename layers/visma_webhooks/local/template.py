@@ -11,7 +11,6 @@ the parameters' defaults (or overrides): ``Ref``, ``Fn::Sub``, ``Fn::FindInMap``
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,19 +75,13 @@ class Template:
     account_id: str = "123456789012"
 
     @classmethod
-    def from_file(
-        cls, path: str | Path = DEFAULT_TEMPLATE, overrides: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> Template:
+    def from_file(cls, path: str | Path = DEFAULT_TEMPLATE, **kwargs: Any) -> Template:
+        """The template with each parameter at its default (the values ``sam deploy`` would take)."""
         data = load(path)
-        values: dict[str, Any] = {}
-        for name, spec in (data.get("Parameters") or {}).items():
-            if "Default" in spec:
-                values[name] = spec["Default"]
-        for name, value in (overrides or {}).items():
-            if name not in (data.get("Parameters") or {}):
-                raise TemplateError(f"the template has no parameter {name}")
-            values[name] = value
-        return cls(data, values, **kwargs)
+        defaults = {
+            name: p["Default"] for name, p in (data.get("Parameters") or {}).items() if "Default" in p
+        }
+        return cls(data, defaults, **kwargs)
 
     @property
     def resources(self) -> dict[str, dict[str, Any]]:
