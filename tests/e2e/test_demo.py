@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from tests.e2e.conftest import cli
-from visma_webhooks.local.demo import plan, samples
+from visma_webhooks.local.demo import EVENTS_DIR, plan, samples
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-demo")]
 
@@ -18,7 +18,8 @@ def test_the_plan_covers_every_sample_a_duplicate_and_a_missing_resource():
     the_plan = plan(samples())
     names = {path.name for path in samples()}
     assert {row.sample for row in the_plan.rows} == names
-    assert "sam-local-api-event.json" not in names  # Lambda events are not deliveries
+    assert not [n for n in names if n.startswith("apigw-")]  # Lambda events are not deliveries
+    assert {"apigw-legacy-single.json", "visma-resources.json"} <= {p.name for p in EVENTS_DIR.glob("*.json")}
     expected = [row.expected for row in the_plan.rows]
     assert expected.count("duplicate") >= 1
     assert expected.count("failed") >= 1

@@ -138,7 +138,13 @@ def test_without_a_local_stack_the_url_and_the_secret_are_asked_for(tmp_path):
         str(EVENTS / "legacy-single.json"), "--url", "http://127.0.0.1:9/webhooks/visma", cwd=tmp_path
     )
     assert no_secret.returncode == 1
-    assert "--secret" in no_secret.stderr
+    assert "--secret is needed with --url" in no_secret.stderr
+    no_stack = send(
+        str(EVENTS / "legacy-single.json"), "--state-file", str(tmp_path / "none.json"), cwd=tmp_path
+    )
+    assert no_stack.returncode == 1
+    assert "no local stack found" in no_stack.stderr
+    assert "(or pass --url and --secret)" in no_stack.stderr
     assert "Traceback" not in no_secret.stderr
 
     missing = send(

@@ -418,15 +418,14 @@ def send(
     from visma_webhooks.local.sending import load_delivery, post
     from visma_webhooks.signature import secret_list
 
-    if url is None or secret is None:
+    if url is not None and secret is None:
+        raise _fail("--secret is needed with --url")
+    if url is None:
         try:
             state = StackState.load(state_file)
         except StackError as exc:
             raise _fail(f"{exc} (or pass --url and --secret)") from None
-        if url is None:
-            url = state.webhook_url
-        elif secret is None:
-            raise _fail("--secret is needed with --url")
+        url = state.webhook_url
         if secret is None:
             value = state.client("secretsmanager").get_secret_value(SecretId=state.webhook_secret_arn)
             secret = secret_list(value["SecretString"])[0]
