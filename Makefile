@@ -19,14 +19,16 @@ export UV_NO_PROGRESS := 1
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= eu-west-1
 
-.PHONY: help setup tools lint test test-fast template-check demo bench soak build clean
+.PHONY: help setup lint types docs docs-build test test-fast template-check demo bench bench-record soak soak-record build clean
 
 help:
 	@echo "make setup   create .venv (project, dev tools) and $(TOOLS)/sam"
 	@echo "make demo    run the whole pipeline locally on the embedded defaults"
 	@echo "make test    lint, template checks and the whole test suite"
-	@echo "make bench   benchmarks: table on screen, benchmarks/results.json"
-	@echo "make soak    the reliability run (2,000 notifications)"
+	@echo "make bench   benchmarks: table on screen, results under build/bench/"
+	@echo "make bench-record  the same, and update the committed benchmarks/results.{json,md}"
+	@echo "make soak    the reliability run (2,000 notifications), results under build/soak/"
+	@echo "make docs    serve the documentation site on http://127.0.0.1:8000"
 	@echo "make build   sam build (python$(PYTHON_VERSION), arm64)"
 
 $(UV):
@@ -57,7 +59,20 @@ template-check: setup
 	$(TOOLS)/sam/bin/cfn-lint template.yaml
 	@$(MAKE) --no-print-directory sizes
 
-test: setup lint template-check
+# The runtime (what Lambda runs) strictly; each function on its own, as both are module `app`.
+types: setup
+	$(BIN)/mypy --strict layers/visma_webhooks functions/ingest/app.py
+	$(BIN)/mypy --strict functions/processor/app.py
+	$(BIN)/mypy visma_webhooks_local benchmarks tests
+
+docs: setup
+	$(BIN)/mkdocs serve
+
+# --strict: a broken link or a page missing from the nav fails the build.
+docs-build: setup
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
+test: setup lint types template-check docs-build
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: setup
@@ -80,8 +95,14 @@ demo: setup
 bench: setup
 	$(BIN)/python -m benchmarks.run
 
+bench-record: setup
+	$(BIN)/python -m benchmarks.run --record
+
 soak: setup
 	$(BIN)/python -m benchmarks.soak
 
+soak-record: setup
+	$(BIN)/python -m benchmarks.soak --record
+
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .hypothesis
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .hypothesis .mypy_cache build

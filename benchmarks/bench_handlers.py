@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from visma_webhooks.handlers import handler
+from visma_webhooks.notification_handlers import handler
 
 
 @handler("*", name="bench")

@@ -62,7 +62,7 @@ PROCESSOR_ENV = {
     "VISMA_API_BASE_URL": "https://api.finance.visma.net",
     "VISMA_TOKEN_URL": "https://connect.visma.com/connect/token",
     "VISMA_CLIENT_SECRET_ARN": _ARN + "visma-webhooks/visma-client",
-    "HANDLER_MODULES": "visma_webhooks.handlers.log",
+    "HANDLER_MODULES": "visma_webhooks.notification_handlers.log",
     "MAX_RECEIVE_COUNT": "5",
     "RETRY_BASE_SECONDS": "10",
     "ALLOWED_RESOURCE_HOSTS": "integration.visma.net,api.finance.visma.net",

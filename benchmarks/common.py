@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import requests
 
-from visma_webhooks.signature import SIGNATURE_HEADER, sign
+from visma_webhooks.domain.signature import SIGNATURE_HEADER, sign
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "eu-west-1"
@@ -107,14 +107,14 @@ def environ(values: Mapping[str, str]) -> Iterator[None]:
 
 
 class SandboxProcess:
-    """The Visma sandbox in its own process (``python -m visma_webhooks.local.sandbox``), like a remote Visma.
+    """The Visma sandbox in its own process (``python -m visma_webhooks_local.sandbox``), like a remote Visma.
 
     The request log, the feedback and the faults go through its control API.
     """
 
     def __init__(self, *options: str, timeout: float = 30.0):
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "visma_webhooks.local.sandbox", "--port", "0", *options],
+            [sys.executable, "-m", "visma_webhooks_local.sandbox", "--port", "0", *options],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

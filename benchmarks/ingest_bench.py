@@ -26,11 +26,11 @@ from benchmarks.common import (
     median_ms,
     signed,
 )
-from visma_webhooks.local.functions import load_function
-from visma_webhooks.local.lambda_events import LambdaContext, http_api_event
-from visma_webhooks.parsing import parse_delivery
-from visma_webhooks.queueing import notification_message
-from visma_webhooks.resources import ResourceRules
+from visma_webhooks.domain.parsing import parse_delivery
+from visma_webhooks.domain.queueing import notification_message
+from visma_webhooks.domain.resources import ResourceRules
+from visma_webhooks_local.functions import load_function
+from visma_webhooks_local.lambda_events import LambdaContext, http_api_event
 
 SIZES = (1, 10, 100)
 ROUNDS = 25

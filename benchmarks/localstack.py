@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from benchmarks.common import ROOT
-from visma_webhooks.local.stack import StackError, StackState
+from visma_webhooks_local.stack import StackError, StackState
 
 
 def cli() -> list[str]:
@@ -25,7 +25,7 @@ def cli() -> list[str]:
     found = shutil.which("visma-webhooks")
     if found:
         return [found]
-    return [sys.executable, "-c", "from visma_webhooks.local.cli import main; main()"]
+    return [sys.executable, "-c", "from visma_webhooks_local.cli import main; main()"]
 
 
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

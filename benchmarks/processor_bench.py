@@ -37,11 +37,11 @@ from benchmarks.common import (
     environ,
     median_ms,
 )
-from visma_webhooks.aws import SqsBatchSender
-from visma_webhooks.local.functions import load_function
-from visma_webhooks.local.lambda_events import LambdaContext, sqs_event
-from visma_webhooks.models import Notification
-from visma_webhooks.queueing import enqueue, notification_message
+from visma_webhooks.adapters.aws import SqsBatchSender
+from visma_webhooks.domain.models import Notification
+from visma_webhooks.domain.queueing import enqueue, notification_message
+from visma_webhooks_local.functions import load_function
+from visma_webhooks_local.lambda_events import LambdaContext, sqs_event
 
 LATENCY = 0.05
 ROUNDS = 5

@@ -77,13 +77,13 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from visma_webhooks.dynamodb import DynamoDBOutcomeStore
-from visma_webhooks.local.ops import effective_outcome
-from visma_webhooks.local.sandbox import TOKEN_PATH, VismaSandbox, _Response
-from visma_webhooks.local.stack import StackState
-from visma_webhooks.processing import COMPLETED
-from visma_webhooks.queueing import message_attribute
-from visma_webhooks.signature import sign
+from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.domain.processing import COMPLETED
+from visma_webhooks.domain.queueing import message_attribute
+from visma_webhooks.domain.signature import sign
+from visma_webhooks_local.ops import effective_outcome
+from visma_webhooks_local.sandbox import TOKEN_PATH, VismaSandbox, _Response
+from visma_webhooks_local.stack import StackState
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "soak-results.json"
@@ -528,7 +528,7 @@ class Sender:
 
 def cli() -> list[str]:
     script = Path(sys.executable).with_name("visma-webhooks")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "visma_webhooks.local.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "visma_webhooks_local.cli"]
 
 
 def _stop(process: subprocess.Popen, timeout: float = 30) -> int:

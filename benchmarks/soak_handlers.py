@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from visma_webhooks import visma
-from visma_webhooks.handlers import PermanentError, handler
+from visma_webhooks.notification_handlers import PermanentError, handler
 
 EFFECTS_ENV = "SOAK_EFFECTS_DIR"
 PID_TAG = "soak-pid/"

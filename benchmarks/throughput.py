@@ -21,7 +21,7 @@ import requests
 
 from benchmarks.common import legacy_item, signed
 from benchmarks.localstack import LocalStackProcess
-from visma_webhooks.local.sandbox import VismaSandbox
+from visma_webhooks_local.sandbox import VismaSandbox
 
 NOTIFICATIONS = 1000
 PER_REQUEST = 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from visma_webhooks.handlers import PermanentError, handler
+from visma_webhooks.notification_handlers import PermanentError, handler
 
 runs: Counter[str] = Counter()
 resources: dict[str, object] = {}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from visma_webhooks.aws import SqsBatchSender
-from visma_webhooks.local.lambda_events import sqs_event
-from visma_webhooks.models import Notification
-from visma_webhooks.queueing import enqueue, notification_message
+from visma_webhooks.adapters.aws import SqsBatchSender
+from visma_webhooks.domain.models import Notification
+from visma_webhooks.domain.queueing import enqueue, notification_message
+from visma_webhooks_local.lambda_events import sqs_event
 
 REGION = "eu-west-1"
 

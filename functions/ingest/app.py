@@ -1,4 +1,4 @@
-"""IngestFunction: ``POST /webhooks/visma`` → verify, parse, enqueue (see visma_webhooks.ingest)."""
+"""IngestFunction: ``POST /webhooks/visma`` → verify, parse, enqueue (see visma_webhooks.domain.ingest)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 
-from visma_webhooks.aws import INGEST_SDK_CONFIG, SqsBatchSender
-from visma_webhooks.ingest import Ingestor, IngestSettings
-from visma_webhooks.signature import secret_list
+from visma_webhooks.adapters.aws import INGEST_SDK_CONFIG, SqsBatchSender
+from visma_webhooks.domain.ingest import Ingestor, IngestSettings
+from visma_webhooks.domain.signature import secret_list
 
 SECRET_MAX_AGE_SECONDS = 300  # a rotated secret is picked up within five minutes
 

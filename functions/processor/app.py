@@ -1,4 +1,4 @@
-"""ProcessorFunction: the SQS consumer (see visma_webhooks.processing).
+"""ProcessorFunction: the SQS consumer (see visma_webhooks.domain.processing).
 
 Records of a batch run concurrently in threads; the response lists the records to
 retry (ReportBatchItemFailures), after extending their visibility by the backoff or
@@ -22,12 +22,12 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from visma_webhooks.aws import SDK_CONFIG
-from visma_webhooks.dynamodb import DynamoDBOutcomeStore, PowertoolsStageGuard
-from visma_webhooks.handlers import load_modules, registry
-from visma_webhooks.processing import Outcome, Processor, ProcessorSettings, QueuedRecord, RecordResult
-from visma_webhooks.resources import ResourceRules
-from visma_webhooks.visma import VismaClient
+from visma_webhooks.adapters.aws import SDK_CONFIG
+from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, PowertoolsStageGuard
+from visma_webhooks.adapters.visma_http import VismaClient
+from visma_webhooks.domain.processing import Outcome, Processor, ProcessorSettings, QueuedRecord, RecordResult
+from visma_webhooks.domain.resources import ResourceRules
+from visma_webhooks.notification_handlers import load_modules, registry
 
 METRIC_BY_OUTCOME = {
     Outcome.SUCCEEDED: "NotificationsSucceeded",
@@ -42,7 +42,7 @@ METRIC_BY_OUTCOME = {
 logger = Logger()
 metrics = Metrics()
 env = os.environ
-load_modules(env.get("HANDLER_MODULES", "visma_webhooks.handlers.log").split(","))
+load_modules(env.get("HANDLER_MODULES", "visma_webhooks.notification_handlers.log").split(","))
 
 _dynamodb = boto3.client("dynamodb", config=SDK_CONFIG)  # every record needs it
 _ttl_seconds = int(float(env.get("IDEMPOTENCY_TTL_HOURS", "168")) * 3600)

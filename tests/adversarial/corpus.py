@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from visma_webhooks.signature import SIGNATURE_HEADER, sign
+from visma_webhooks.domain.signature import SIGNATURE_HEADER, sign
 
 Signer = Callable[[bytes, str], dict[str, str]]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from visma_webhooks.models import Notification
+from visma_webhooks.domain.models import Notification
 
 # A notification on the queue names /v1/<entity>/<id>[/<id>...] or no resource at all.
 RESOURCE_PATH = re.compile(r"/v1/[A-Za-z][A-Za-z0-9]{0,63}(/[A-Za-z0-9._~%-]{1,120}){1,6}")

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 import requests
 
-from visma_webhooks.dynamodb import DynamoDBOutcomeStore
-from visma_webhooks.local.sandbox import VismaSandbox
-from visma_webhooks.local.stack import StackState
-from visma_webhooks.processing import FINAL
-from visma_webhooks.signature import sign
+from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.domain.processing import FINAL
+from visma_webhooks.domain.signature import sign
+from visma_webhooks_local.sandbox import VismaSandbox
+from visma_webhooks_local.stack import StackState
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -39,7 +39,7 @@ TENANT = "1262489"
 def cli() -> list[str]:
     """The installed console script, or the module when run outside the venv."""
     script = Path(sys.executable).with_name("visma-webhooks")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "visma_webhooks.local.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "visma_webhooks_local.cli"]
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
@@ -111,7 +111,7 @@ class LocalStackProcess:
             "--webhook-secret",
             SECRET,
             "--handler-modules",
-            "visma_webhooks.handlers.log,e2e_counter",
+            "visma_webhooks.notification_handlers.log,e2e_counter",
             "--retry-base-seconds",
             "0.3",
             "--visibility-timeout",

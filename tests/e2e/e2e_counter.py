@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from visma_webhooks.handlers import handler
+from visma_webhooks.notification_handlers import handler
 
 
 @handler("*", name="e2e-counter")

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from tests.e2e.conftest import cli
-from visma_webhooks.local.demo import EVENTS_DIR, plan, samples
+from visma_webhooks_local.demo import EVENTS_DIR, plan, samples
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-demo")]
 

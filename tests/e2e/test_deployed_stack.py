@@ -17,9 +17,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.e2e.conftest import cli, legacy_item, new_id
-from visma_webhooks.parsing import parse_delivery
-from visma_webhooks.queueing import notification_message
-from visma_webhooks.resources import ResourceRules
+from visma_webhooks.domain.parsing import parse_delivery
+from visma_webhooks.domain.queueing import notification_message
+from visma_webhooks.domain.resources import ResourceRules
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-deployed")]
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.e2e.conftest import CLIENT_ID, SECRET, TENANT, legacy_item, new_id, wait_for
-from visma_webhooks.signature import sign
+from visma_webhooks.domain.signature import sign
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-pipeline")]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ROOT, cli
-from visma_webhooks.signature import SIGNATURE_HEADER, verify
+from visma_webhooks.domain.signature import SIGNATURE_HEADER, verify
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-send")]
 

@@ -10,9 +10,16 @@ import pytest
 
 from tests.conftest import REGION
 from tests.processor_support import notification
-from visma_webhooks.handlers import HandlerContext, Registry, aws_clients, handler, load_modules, registry
-from visma_webhooks.handlers.eventbridge import MAX_ENTRY_BYTES, SOURCE, detail_type
-from visma_webhooks.handlers.s3_archive import archive_key
+from visma_webhooks.notification_handlers import (
+    HandlerContext,
+    Registry,
+    aws_clients,
+    handler,
+    load_modules,
+    registry,
+)
+from visma_webhooks.notification_handlers.eventbridge import MAX_ENTRY_BYTES, SOURCE, detail_type
+from visma_webhooks.notification_handlers.s3_archive import archive_key
 
 BUCKET = "visma-archive"
 
@@ -34,7 +41,12 @@ def aws_handlers(aws, monkeypatch):
     events.put_targets(Rule="tap", EventBusName="erp", Targets=[{"Id": "q", "Arn": queue_arn}])
     monkeypatch.setenv("EVENT_BUS_NAME", "erp")
     monkeypatch.setenv("ARCHIVE_BUCKET", BUCKET)
-    load_modules(["visma_webhooks.handlers.eventbridge", "visma_webhooks.handlers.s3_archive"])
+    load_modules(
+        [
+            "visma_webhooks.notification_handlers.eventbridge",
+            "visma_webhooks.notification_handlers.s3_archive",
+        ]
+    )
     yield {"s3": s3, "sqs": sqs, "tap": queue_url}
     aws_clients.client.cache_clear()
     registry.clear()

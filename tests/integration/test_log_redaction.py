@@ -10,10 +10,10 @@ import pytest
 
 from tests.conftest import REGION
 from tests.processor_support import receive
-from visma_webhooks.local.functions import load_function
-from visma_webhooks.local.lambda_events import LambdaContext, http_api_event
-from visma_webhooks.local.sandbox import VismaSandbox
-from visma_webhooks.signature import sign
+from visma_webhooks.domain.signature import sign
+from visma_webhooks_local.functions import load_function
+from visma_webhooks_local.lambda_events import LambdaContext, http_api_event
+from visma_webhooks_local.sandbox import VismaSandbox
 
 CLIENT_ID = "redaction-client"
 CLIENT_SECRET = "Visma-Client-Secret-9f8e7d"
@@ -33,7 +33,7 @@ def stack(monkeypatch, queues, webhook_secrets, idempotency_table):
             "VISMA_API_BASE_URL": sandbox.url,
             "VISMA_TOKEN_URL": sandbox.token_url,
             "VISMA_CLIENT_SECRET_ARN": visma_secret,
-            "HANDLER_MODULES": "visma_webhooks.handlers.log",
+            "HANDLER_MODULES": "visma_webhooks.notification_handlers.log",
             "POWERTOOLS_LOG_LEVEL": "DEBUG",
             # a service name of its own: Powertools sets a logger up once per name, and this
             # test reads the output of the handlers it loads

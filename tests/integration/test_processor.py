@@ -19,10 +19,10 @@ from tests.processor_support import (
     receive,
     release,
 )
-from visma_webhooks.dynamodb import DynamoDBOutcomeStore
-from visma_webhooks.local.functions import load_function
-from visma_webhooks.local.lambda_events import LambdaContext
-from visma_webhooks.local.sandbox import VismaSandbox
+from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks_local.functions import load_function
+from visma_webhooks_local.lambda_events import LambdaContext
+from visma_webhooks_local.sandbox import VismaSandbox
 
 MAX_RECEIVE = 3
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from visma_webhooks.local.sandbox import DEFAULT_FIXTURES, VismaSandbox
-from visma_webhooks.resources import ResourceRules
+from visma_webhooks.domain.resources import ResourceRules
+from visma_webhooks_local.sandbox import DEFAULT_FIXTURES, VismaSandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -449,7 +449,7 @@ def test_runs_as_a_subprocess_and_stops_on_sigterm(tmp_path):
     fixtures.write_text(json.dumps({"/v1/customer/7": {"number": "7"}}))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "layers")}
     proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "visma_webhooks.local.sandbox", "--port", "0", "--latency", "0.01",
+        [sys.executable, "-m", "visma_webhooks_local.sandbox", "--port", "0", "--latency", "0.01",
          "--fixtures", str(fixtures), "--rate-limit", "50"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

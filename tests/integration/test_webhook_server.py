@@ -9,9 +9,9 @@ import pytest
 import requests
 
 from tests.conftest import drain
-from visma_webhooks.local.stack import FunctionPool
-from visma_webhooks.local.webhook_server import MAX_PAYLOAD_BYTES, WebhookServer
-from visma_webhooks.signature import SIGNATURE_HEADER, sign
+from visma_webhooks.domain.signature import SIGNATURE_HEADER, sign
+from visma_webhooks_local.stack import FunctionPool
+from visma_webhooks_local.webhook_server import MAX_PAYLOAD_BYTES, WebhookServer
 
 
 @pytest.fixture

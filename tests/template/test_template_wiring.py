@@ -224,7 +224,7 @@ PROCESSOR_ENVIRONMENT = {
     "VISMA_API_BASE_URL": "https://api.finance.visma.net",
     "VISMA_TOKEN_URL": "https://connect.visma.com/connect/token",
     "VISMA_CLIENT_SECRET_ARN": ref("VismaClientSecret"),
-    "HANDLER_MODULES": "visma_webhooks.handlers.log",
+    "HANDLER_MODULES": "visma_webhooks.notification_handlers.log",
     "FEEDBACK_SOURCE": ref("AWS::StackName"),
     "MAX_RECEIVE_COUNT": "5",
     "ALLOWED_RESOURCE_HOSTS": "integration.visma.net,api.finance.visma.net",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from visma_webhooks.local.ops import effective_outcome
+from visma_webhooks_local.ops import effective_outcome
 
 
 def history(*steps: str | tuple[str, str]) -> dict:

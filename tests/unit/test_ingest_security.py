@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from visma_webhooks.ingest import ConfigurationError, Ingestor, IngestSettings, networks
-from visma_webhooks.signature import sign
+from visma_webhooks.domain.ingest import ConfigurationError, Ingestor, IngestSettings, networks
+from visma_webhooks.domain.signature import sign
 
 SECRET = "tolerance-secret"
 NOW = 1_764_000_000.0

@@ -8,8 +8,14 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.conftest import load_event
-from visma_webhooks.parsing import MAX_DEPTH, MAX_ITEMS, PayloadError, parse_delivery, ticks_to_datetime
-from visma_webhooks.resources import ResourceRules
+from visma_webhooks.domain.parsing import (
+    MAX_DEPTH,
+    MAX_ITEMS,
+    PayloadError,
+    parse_delivery,
+    ticks_to_datetime,
+)
+from visma_webhooks.domain.resources import ResourceRules
 
 RULES = ResourceRules()
 SEED_TICKS = 636875998723700000

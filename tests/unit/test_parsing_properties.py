@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.adversarial.safety import assert_safe_attributes, assert_safe_notification_body, strict_json
-from visma_webhooks.parsing import DISPATCHER_HEADERS, PayloadError, parse_delivery
-from visma_webhooks.queueing import QUARANTINE_KEY, notification_message, quarantine_message
-from visma_webhooks.resources import ResourceRules
+from visma_webhooks.domain.parsing import DISPATCHER_HEADERS, PayloadError, parse_delivery
+from visma_webhooks.domain.queueing import QUARANTINE_KEY, notification_message, quarantine_message
+from visma_webhooks.domain.resources import ResourceRules
 
 RULES = ResourceRules()
 PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,15 +12,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from visma_webhooks.handlers import Registry
-from visma_webhooks.models import Notification
-from visma_webhooks.processing import (
+from visma_webhooks.domain.models import Notification
+from visma_webhooks.domain.processing import (
     Outcome,
     Processor,
     ProcessorSettings,
     QueuedRecord,
     StageInProgress,
 )
+from visma_webhooks.notification_handlers import Registry
 
 
 class HeldElsewhere:

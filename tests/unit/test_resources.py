@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from visma_webhooks.resources import (
+from visma_webhooks.domain.resources import (
     DEFAULT_ALLOWED_HOSTS,
     MAX_PATH_LENGTH,
     ResourcePathError,

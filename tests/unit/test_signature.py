@@ -8,7 +8,7 @@ import hmac
 
 import pytest
 
-from visma_webhooks.signature import secret_list, sign, verify
+from visma_webhooks.domain.signature import secret_list, sign, verify
 
 SECRETS = ["old-secret-4fQ", "new-secret-9Zx", "standby-secret-7Lp"]
 BODY = b'[{"notificationId":"1455fe2a","contextId":"1262489","event":"salesorder_changed"}]'

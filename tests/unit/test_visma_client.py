@@ -10,14 +10,14 @@ import time
 
 import pytest
 
-from visma_webhooks.local.sandbox import VismaSandbox
-from visma_webhooks.visma import (
+from visma_webhooks.adapters.visma_http import (
     PermanentVismaError,
     ThrottledError,
     TransientVismaError,
     VismaAuthError,
     VismaClient,
 )
+from visma_webhooks_local.sandbox import VismaSandbox
 
 CLIENT_ID = "integration-client"
 CLIENT_SECRET = "s3cr3t-Kq81-do-not-leak"

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS_DIR = Path(os.environ.get("VISMA_WEBHOOKS_FUNCTIONS_DIR", PROJECT_ROOT / "functions"))
 
 

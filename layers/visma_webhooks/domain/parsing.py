@@ -26,8 +26,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from visma_webhooks.models import Notification
-from visma_webhooks.resources import ResourcePathError, ResourceRules
+from visma_webhooks.domain.models import Notification
+from visma_webhooks.domain.resources import ResourcePathError, ResourceRules
 
 MAX_ITEMS = 1000
 MAX_DEPTH = 32

@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
-from visma_webhooks.processing import RecordResult, StageInProgress
+from visma_webhooks.domain.processing import RecordResult, StageInProgress
 
 OUTCOME_PREFIX = "outcome#"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from visma_webhooks.handlers import HandlerContext, handler
-from visma_webhooks.models import Notification
+from visma_webhooks.domain.models import Notification
+from visma_webhooks.notification_handlers import HandlerContext, handler
 
 
 @handler("*", name="log")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from visma_webhooks.models import Notification
+from visma_webhooks.domain.models import Notification
 
 HandlerFn = Callable[[Notification, Any, "HandlerContext"], Any]
 
@@ -44,7 +44,7 @@ class HandlerContext:
 
     logger: logging.Logger | Any
     tenant_id: str
-    visma: Any  # visma_webhooks.visma.VismaClient, for write-backs
+    visma: Any  # visma_webhooks.adapters.visma_http.VismaClient, for write-backs
     notification_id: str
 
 

@@ -35,11 +35,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from visma_webhooks.dynamodb import DynamoDBOutcomeStore
-from visma_webhooks.local.functions import load_function
-from visma_webhooks.local.poller import Poller, PollerConfig, Report, join_all
-from visma_webhooks.local.spec import StackSpec
-from visma_webhooks.local.template import DEFAULT_TEMPLATE, ResourceRef, Template
+from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks_local.functions import load_function
+from visma_webhooks_local.poller import Poller, PollerConfig, Report, join_all
+from visma_webhooks_local.spec import StackSpec
+from visma_webhooks_local.template import DEFAULT_TEMPLATE, ResourceRef, Template
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +326,7 @@ class FunctionPool:
         self.timeout = timeout
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        from visma_webhooks.local.lambda_events import LambdaContext
+        from visma_webhooks_local.lambda_events import LambdaContext
 
         module = self._free.get()
         try:
@@ -496,7 +496,7 @@ class LocalStack:
             spec.ingest.logical_id,
             spec.ingest.timeout,
         )
-        from visma_webhooks.local.webhook_server import WebhookServer
+        from visma_webhooks_local.webhook_server import WebhookServer
 
         self.server = WebhookServer(ingest.invoke, o.host, o.port, observe=self.on_delivery).start()
 
@@ -559,7 +559,7 @@ class LocalStack:
         return f"http://{host}:{port}"
 
     def _start_sandbox(self, credentials: Mapping[str, str]) -> Any:
-        from visma_webhooks.local.sandbox import VismaSandbox
+        from visma_webhooks_local.sandbox import VismaSandbox
 
         s = self.options.sandbox
         return VismaSandbox(

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from visma_webhooks.local.functions import PROJECT_ROOT
+from visma_webhooks_local.functions import PROJECT_ROOT
 
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
 NO_VALUE = object()  # AWS::NoValue: the property is left out

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from visma_webhooks.parsing import PayloadError, parse_delivery
-from visma_webhooks.queueing import (
+from visma_webhooks.domain.parsing import PayloadError, parse_delivery
+from visma_webhooks.domain.queueing import (
     MAX_MESSAGE_BYTES,
     BatchSender,
     EnqueueError,
@@ -24,8 +24,8 @@ from visma_webhooks.queueing import (
     notification_message,
     quarantine_message,
 )
-from visma_webhooks.resources import ResourceRules
-from visma_webhooks.signature import SIGNATURE_HEADER, verify
+from visma_webhooks.domain.resources import ResourceRules
+from visma_webhooks.domain.signature import SIGNATURE_HEADER, verify
 
 DEFAULT_MAX_BODY_BYTES = 524_288  # 512 KiB: far above any real delivery, and every item fits one SQS message
 TIMESTAMP_HEADER = "x-vwd-webhook-timestamp"

@@ -13,9 +13,9 @@ import json
 import os
 from typing import Any
 
-from visma_webhooks.handlers import HandlerContext, handler
-from visma_webhooks.handlers.aws_clients import client
-from visma_webhooks.models import Notification
+from visma_webhooks.domain.models import Notification
+from visma_webhooks.notification_handlers import HandlerContext, handler
+from visma_webhooks.notification_handlers.aws_clients import client
 
 SOURCE = "visma.net.erp"
 MAX_ENTRY_BYTES = 1_048_576

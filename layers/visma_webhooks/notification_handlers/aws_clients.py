@@ -10,6 +10,6 @@ from typing import Any
 def client(service: str) -> Any:
     import boto3  # deferred: only the handlers that talk to AWS pay for it
 
-    from visma_webhooks.aws import SDK_CONFIG
+    from visma_webhooks.adapters.aws import SDK_CONFIG
 
     return boto3.client(service, config=SDK_CONFIG)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from visma_webhooks.models import Notification
-from visma_webhooks.parsing import Rejection
+from visma_webhooks.domain.models import Notification
+from visma_webhooks.domain.parsing import Rejection
 
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 1_048_576  # SendMessageBatch: 1 MiB for all bodies and attributes together

@@ -9,7 +9,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from visma_webhooks.queueing import Message
+from visma_webhooks.domain.queueing import Message
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ notification never repeats one that already succeeded:
   handlers that did not finish, and fetches the resource only if one of them needs it);
 * ``feedback#<id>#ok`` / ``feedback#<id>#failed``: the WebhookNotificationFeedback post.
 
-Error classes: :class:`~visma_webhooks.visma.PermanentVismaError` (404, 410, ...), an
+Error classes: :class:`~visma_webhooks.adapters.visma_http.PermanentVismaError` (404, 410, ...), an
 invalid notification and a handler's :class:`PermanentError` are permanent: no retry,
 feedback ``isSuccess: false``. Everything else is transient: the message returns to the
 queue after a backoff (or the wait Visma asked for), and on its last receive before the
@@ -30,12 +30,12 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from visma_webhooks.handlers import HandlerContext, PermanentError, Registry
-from visma_webhooks.models import Notification
-from visma_webhooks.parsing import ItemError, clean_id, lookup, parse_item
-from visma_webhooks.queueing import FORCE_ATTRIBUTE, QUARANTINE_KEY
-from visma_webhooks.resources import ResourceRules
-from visma_webhooks.visma import PermanentVismaError, ThrottledError
+from visma_webhooks.adapters.visma_http import PermanentVismaError, ThrottledError
+from visma_webhooks.domain.models import Notification
+from visma_webhooks.domain.parsing import ItemError, clean_id, lookup, parse_item
+from visma_webhooks.domain.queueing import FORCE_ATTRIBUTE, QUARANTINE_KEY
+from visma_webhooks.domain.resources import ResourceRules
+from visma_webhooks.notification_handlers import HandlerContext, PermanentError, Registry
 
 MAX_RESULT_CHARS = 1000
 MAX_VISIBILITY_SECONDS = 43_200  # SQS maximum: 12 hours

@@ -23,10 +23,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from visma_webhooks.dynamodb import DynamoDBOutcomeStore
-from visma_webhooks.local.lambda_events import LambdaContext, sqs_event
-from visma_webhooks.processing import FINAL
-from visma_webhooks.queueing import message_attribute
+from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.domain.processing import FINAL
+from visma_webhooks.domain.queueing import message_attribute
+from visma_webhooks_local.lambda_events import LambdaContext, sqs_event
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from visma_webhooks.signature import SIGNATURE_HEADER, sign
+from visma_webhooks.domain.signature import SIGNATURE_HEADER, sign
 
 ENVELOPE_KEYS = frozenset({"headers", "body", "description"})
 TIMESTAMP_HEADER = "x-vwd-webhook-timestamp"

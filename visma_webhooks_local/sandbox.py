@@ -8,7 +8,7 @@ benchmarks. In-process::
         ...
         sandbox.feedback  # what the processor posted
 
-or as a process: ``python -m visma_webhooks.local.sandbox --port 8099 [--latency S]
+or as a process: ``python -m visma_webhooks_local.sandbox --port 8099 [--latency S]
 [--error-rate F] [--throttle-rate F] [--timeout-rate F] [--fixtures FILE]``, which prints
 ``Visma sandbox listening on http://127.0.0.1:PORT`` once it accepts connections.
 
@@ -93,7 +93,7 @@ from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FIXTURES = PROJECT_ROOT / "events" / "visma-resources.json"
 TOKEN_PATH = "/connect/token"  # noqa: S105 - a URL path, not a secret
 FEEDBACK_PATH = "/v1/webhooknotificationfeedback"
@@ -803,7 +803,7 @@ def _now_iso() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m visma_webhooks.local.sandbox", description=__doc__.split("\n")[0]
+        prog="python -m visma_webhooks_local.sandbox", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")

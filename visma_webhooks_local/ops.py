@@ -21,11 +21,11 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from visma_webhooks.dynamodb import DynamoDBOutcomeStore
-from visma_webhooks.local.stack import StackError, StackState
-from visma_webhooks.processing import ALREADY_PROCESSED, COMPLETED, FINAL, RETRIED
-from visma_webhooks.queueing import FORCE_ATTRIBUTE
-from visma_webhooks.queueing import message_attribute as attribute
+from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.domain.processing import ALREADY_PROCESSED, COMPLETED, FINAL, RETRIED
+from visma_webhooks.domain.queueing import FORCE_ATTRIBUTE
+from visma_webhooks.domain.queueing import message_attribute as attribute
+from visma_webhooks_local.stack import StackError, StackState
 
 MAX_BATCH = 10
 

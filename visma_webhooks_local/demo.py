@@ -29,13 +29,13 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from visma_webhooks.dynamodb import DynamoDBOutcomeStore
-from visma_webhooks.local.functions import PROJECT_ROOT
-from visma_webhooks.local.sending import Delivery, load_delivery, post
-from visma_webhooks.local.stack import DEFAULT_WEBHOOK_SECRET, StackState
-from visma_webhooks.parsing import PayloadError, parse_delivery
-from visma_webhooks.processing import FINAL
-from visma_webhooks.resources import ResourceRules
+from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.domain.parsing import PayloadError, parse_delivery
+from visma_webhooks.domain.processing import FINAL
+from visma_webhooks.domain.resources import ResourceRules
+from visma_webhooks_local.functions import PROJECT_ROOT
+from visma_webhooks_local.sending import Delivery, load_delivery, post
+from visma_webhooks_local.stack import DEFAULT_WEBHOOK_SECRET, StackState
 
 EVENTS_DIR = PROJECT_ROOT / "events"
 START_TIMEOUT = 45.0
@@ -120,7 +120,7 @@ def run(console: Console, *, secret: str = DEFAULT_WEBHOOK_SECRET, keep_logs: bo
     command = [
         sys.executable,
         "-m",
-        "visma_webhooks.local.cli",
+        "visma_webhooks_local.cli",
         "local",
         "--port",
         "0",

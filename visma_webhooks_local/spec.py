@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from visma_webhooks.local.template import ResourceRef, Template, TemplateError
+from visma_webhooks_local.template import ResourceRef, Template, TemplateError
 
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 SECRET_TYPE = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type

@@ -18,8 +18,8 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from visma_webhooks.local.poller import ProcessedRecord, join_all
-from visma_webhooks.local.stack import (
+from visma_webhooks_local.poller import ProcessedRecord, join_all
+from visma_webhooks_local.stack import (
     DEFAULT_SCOPE,
     DEFAULT_TOKEN_URL,
     DEFAULT_WEBHOOK_SECRET,
@@ -32,7 +32,7 @@ from visma_webhooks.local.stack import (
     VismaOptions,
     state_path,
 )
-from visma_webhooks.local.template import DEFAULT_TEMPLATE, TemplateError
+from visma_webhooks_local.template import DEFAULT_TEMPLATE, TemplateError
 
 app = typer.Typer(
     name="visma-webhooks",
@@ -359,7 +359,7 @@ def process(
     It can be stopped or killed at any point and started again: a batch it did not
     finish returns to the queue after its visibility timeout.
     """
-    from visma_webhooks.local.stack import attach
+    from visma_webhooks_local.stack import attach
 
     path = state_path(state_file)
     try:
@@ -415,8 +415,8 @@ def send(
     state_file: StateFile = None,
 ) -> None:
     """Sign deliveries as the Visma webhook dispatcher does and POST them."""
-    from visma_webhooks.local.sending import load_delivery, post
-    from visma_webhooks.signature import secret_list
+    from visma_webhooks.domain.signature import secret_list
+    from visma_webhooks_local.sending import load_delivery, post
 
     if url is not None and secret is None:
         raise _fail("--secret is needed with --url")
@@ -458,7 +458,7 @@ def send(
 
 
 def _target(stack_name: str | None, region: str | None, state_file: Path | None) -> Any:
-    from visma_webhooks.local.ops import local_target, stack_target
+    from visma_webhooks_local.ops import local_target, stack_target
 
     try:
         return stack_target(stack_name, region) if stack_name else local_target(state_file)
@@ -478,7 +478,7 @@ def replay(
     state_file: StateFile = None,
 ) -> None:
     """Move notifications from the DLQ back to the queue (receive → send → delete; bodies unchanged)."""
-    from visma_webhooks.local.ops import replay as do_replay
+    from visma_webhooks_local.ops import replay as do_replay
 
     target = _target(stack_name, region, state_file)
     depth = int(
@@ -565,7 +565,7 @@ def status(
     state_file: StateFile = None,
 ) -> None:
     """Queue and DLQ depths, the age of the oldest message, and notifications by outcome."""
-    from visma_webhooks.local.ops import status as do_status
+    from visma_webhooks_local.ops import status as do_status
 
     target = _target(stack_name, region, state_file)
     result = do_status(target)
@@ -617,8 +617,8 @@ def inspect(
     state_file: StateFile = None,
 ) -> None:
     """The history of one notification: received, attempts, handlers, feedback, and where it is now."""
-    from visma_webhooks.local.ops import duplicates_absorbed, effective_outcome
-    from visma_webhooks.local.ops import inspect as do_inspect
+    from visma_webhooks_local.ops import duplicates_absorbed, effective_outcome
+    from visma_webhooks_local.ops import inspect as do_inspect
 
     target = _target(stack_name, region, state_file)
     result = do_inspect(target, notification_id, peek_queue=peek_queue)
@@ -706,7 +706,7 @@ def demo(
     keep_logs: Annotated[bool, typer.Option(help="Keep the stack's output and function logs.")] = False,
 ) -> None:
     """Start the local stack, send every sample signed, and show what happened to each notification."""
-    from visma_webhooks.local.demo import run
+    from visma_webhooks_local.demo import run
 
     wide = console if console.is_terminal else Console(highlight=False, width=max(console.width, 150))
     raise typer.Exit(run(wide, keep_logs=keep_logs))
