@@ -19,14 +19,14 @@ import threading
 import time
 from typing import Any
 
-from visma_webhooks import visma
+from visma_webhooks.adapters import visma_http
 from visma_webhooks.notification_handlers import PermanentError, handler
 
 EFFECTS_ENV = "SOAK_EFFECTS_DIR"
 PID_TAG = "soak-pid/"
 
-if PID_TAG not in visma.USER_AGENT:  # the module is reloaded once per function instance
-    visma.USER_AGENT = f"{visma.USER_AGENT} {PID_TAG}{os.getpid()}"
+if PID_TAG not in visma_http.USER_AGENT:  # the module is reloaded once per function instance
+    visma_http.USER_AGENT = f"{visma_http.USER_AGENT} {PID_TAG}{os.getpid()}"
 _lock = threading.Lock()
 _fd: dict[int, int] = {}  # pid → descriptor (a forked child opens its own file)
 
