@@ -8,9 +8,9 @@ by the wait Visma asked for.
 from __future__ import annotations
 
 import asyncio
-import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
@@ -22,11 +22,17 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from types_boto3_sqs import SQSClient
+
 from visma_webhooks.adapters.aws import SDK_CONFIG
 from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, PowertoolsStageGuard
 from visma_webhooks.adapters.visma_http import VismaClient
-from visma_webhooks.domain.processing import Outcome, Processor, ProcessorSettings, QueuedRecord, RecordResult
-from visma_webhooks.domain.resources import ResourceRules
+from visma_webhooks.domain.errors import ConfigurationError
+from visma_webhooks.domain.processing import Outcome, Processor, QueuedRecord, RecordResult
+from visma_webhooks.domain.settings import ProcessorSettings
 from visma_webhooks.notification_handlers import load_modules, registry
 
 METRIC_BY_OUTCOME = {
@@ -41,16 +47,14 @@ METRIC_BY_OUTCOME = {
 
 logger = Logger()
 metrics = Metrics()
-env = os.environ
-load_modules(env.get("HANDLER_MODULES", "visma_webhooks.notification_handlers.log").split(","))
+settings = ProcessorSettings.from_env()  # refuses to start without its table and the Visma client secret
+load_modules(settings.handler_modules)
 
 _dynamodb = boto3.client("dynamodb", config=SDK_CONFIG)  # every record needs it
-_ttl_seconds = int(float(env.get("IDEMPOTENCY_TTL_HOURS", "168")) * 3600)
-_secret_arn = env["VISMA_CLIENT_SECRET_ARN"]  # refuses to start without the Visma client secret
 
 
 @cache
-def sqs_client():
+def sqs_client() -> SQSClient:
     """The SQS client, made on first use: only a record to retry needs it (cold start).
 
     Called from the event loop's thread only (``_delay``), never from the record threads.
@@ -65,24 +69,22 @@ def visma_client() -> VismaClient:
 
     # The default session's client: a SecretsProvider of its own would build a second boto3 session.
     secret = SecretsProvider(boto3_client=boto3.client("secretsmanager", config=SDK_CONFIG)).get(
-        _secret_arn, transform="json"
+        settings.secret_arn, transform="json"
     )
+    if not isinstance(secret, dict) or not {"client_id", "client_secret"} <= secret.keys():
+        raise ConfigurationError(
+            "the Visma client secret must be a JSON object with client_id and client_secret"
+        )
     return VismaClient(
-        env.get("VISMA_API_BASE_URL", "https://api.finance.visma.net"),
-        env.get("VISMA_TOKEN_URL", "https://connect.visma.com/connect/token"),
+        settings.visma_api_base_url,
+        settings.token_url,
         secret["client_id"],
         secret["client_secret"],
         secret.get("scope"),
     )
 
 
-settings = ProcessorSettings(
-    feedback_source=env.get("FEEDBACK_SOURCE") or env.get("POWERTOOLS_SERVICE_NAME", "visma-webhooks"),
-    max_receive_count=int(env.get("MAX_RECEIVE_COUNT", "5")),
-    retry_base_seconds=float(env.get("RETRY_BASE_SECONDS", "10")),
-    rules=ResourceRules.from_hosts(env.get("ALLOWED_RESOURCE_HOSTS")),
-)
-outcomes = DynamoDBOutcomeStore(env["IDEMPOTENCY_TABLE"], _dynamodb, _ttl_seconds)
+outcomes = DynamoDBOutcomeStore(settings.table_name, _dynamodb, settings.ttl_seconds)
 batch_processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _threads = ThreadPoolExecutor(max_workers=10, thread_name_prefix="record")
 
@@ -101,7 +103,7 @@ def _delay(record: SQSRecord, result: RecordResult) -> None:
     """Keep a record to retry invisible for its backoff, instead of sleeping."""
     try:
         sqs_client().change_message_visibility(
-            QueueUrl=env["QUEUE_URL"],
+            QueueUrl=settings.queue_url,
             ReceiptHandle=record.receipt_handle,
             VisibilityTimeout=int(result.retry_after or 0),
         )
@@ -111,8 +113,8 @@ def _delay(record: SQSRecord, result: RecordResult) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-def handler(event: dict, context: object) -> dict:
-    guard = PowertoolsStageGuard(env["IDEMPOTENCY_TABLE"], _dynamodb, _ttl_seconds, context)
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    guard = PowertoolsStageGuard(settings.table_name, _dynamodb, settings.ttl_seconds, context)
     visma = visma_client()
     throttled_before = visma.stats["throttled"]
     visma.remaining_time = lambda: context.get_remaining_time_in_millis() / 1000

@@ -26,7 +26,7 @@ BUCKET = "visma-archive"
 
 @pytest.fixture
 def aws_handlers(aws, monkeypatch):
-    aws_clients.client.cache_clear()
+    aws_clients.clear()
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     events = boto3.client("events", region_name=REGION)
@@ -48,7 +48,7 @@ def aws_handlers(aws, monkeypatch):
         ]
     )
     yield {"s3": s3, "sqs": sqs, "tap": queue_url}
-    aws_clients.client.cache_clear()
+    aws_clients.clear()
     registry.clear()
 
 

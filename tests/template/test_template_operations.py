@@ -22,7 +22,7 @@ from tests.template.cfn import (
     sub_placeholders,
 )
 from tests.template.emitted import dimension_calls, emitted_metrics
-from visma_webhooks.domain.ingest import networks
+from visma_webhooks.domain.settings import networks
 
 NAMESPACE = "VismaWebhooks"
 SERVICE_DIMENSION = {"service": "<AWS::StackName>"}

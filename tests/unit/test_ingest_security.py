@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from visma_webhooks.domain.ingest import ConfigurationError, Ingestor, IngestSettings, networks
+from visma_webhooks.domain.errors import ConfigurationError
+from visma_webhooks.domain.ingest import Ingestor
+from visma_webhooks.domain.settings import IngestSettings, networks
 from visma_webhooks.domain.signature import sign
 
 SECRET = "tolerance-secret"

@@ -13,13 +13,9 @@ import logging
 from typing import Any
 
 from visma_webhooks.domain.models import Notification
-from visma_webhooks.domain.processing import (
-    Outcome,
-    Processor,
-    ProcessorSettings,
-    QueuedRecord,
-    StageInProgress,
-)
+from visma_webhooks.domain.errors import StageInProgress
+from visma_webhooks.domain.processing import Outcome, Processor, QueuedRecord
+from visma_webhooks.domain.settings import ProcessorSettings
 from visma_webhooks.notification_handlers import Registry
 
 

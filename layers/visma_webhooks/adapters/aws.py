@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from visma_webhooks.domain.queueing import Message
+
+if TYPE_CHECKING:
+    from types_boto3_sqs import SQSClient
+    from types_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +30,12 @@ INGEST_SDK_CONFIG = Config(
 class SqsBatchSender:
     """``SendMessageBatch`` to one queue; a failed call counts as every entry failed."""
 
-    def __init__(self, client: Any, queue_url: str):
+    def __init__(self, client: SQSClient, queue_url: str):
         self.client = client
         self.queue_url = queue_url
 
     def send_batch(self, messages: Sequence[Message]) -> list[str]:
-        entries = [
+        entries: list[SendMessageBatchRequestEntryTypeDef] = [
             {
                 "Id": m.id,
                 "MessageBody": m.body,

@@ -2,7 +2,9 @@
 
 Both live in the one ``IdempotencyTable`` (partition key ``id``, TTL on ``expiration``):
 Powertools keeps its records under ``<stage key prefix>#<hash>``; the history of each
-notification is the item ``outcome#<notification_id>``.
+notification is the item ``outcome#<notification_id>``, written by
+:class:`DynamoDBOutcomeStore` and read back as an :class:`OutcomeRecord` by everything
+that reports on it (``status``, ``inspect``, the demo, the soak).
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import copy
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -21,7 +24,13 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
-from visma_webhooks.domain.processing import RecordResult, StageInProgress
+from visma_webhooks.domain.errors import StageInProgress
+from visma_webhooks.domain.processing import COMPLETED, FINAL, RecordResult
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_dynamodb.type_defs import KeysAndAttributesOutputTypeDef, KeysAndAttributesTypeDef
 
 OUTCOME_PREFIX = "outcome#"
 
@@ -30,7 +39,7 @@ _templates: dict[tuple[str, int], DynamoDBPersistenceLayer] = {}
 _templates_lock = threading.Lock()
 
 
-def _template(table_name: str, client: Any) -> DynamoDBPersistenceLayer:
+def _template(table_name: str, client: DynamoDBClient) -> DynamoDBPersistenceLayer:
     """One persistence layer per (table, client), never configured: stage calls use copies.
 
     ``DynamoDBPersistenceLayer.__init__`` registers a User-Agent hook on the client it is
@@ -55,7 +64,13 @@ class PowertoolsStageGuard:
     configures it, so one instance shared by concurrent threads would mix up their keys.
     """
 
-    def __init__(self, table_name: str, client: Any, ttl_seconds: int, lambda_context: Any = None):
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient,
+        ttl_seconds: int,
+        lambda_context: LambdaContext | None = None,
+    ):
         self.table_name = table_name
         self.client = client
         self.ttl_seconds = ttl_seconds
@@ -86,10 +101,126 @@ class PowertoolsStageGuard:
         return result, ran
 
 
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One step of a notification's history: a copy received, or what became of it."""
+
+    step: str
+    at: str = ""
+    detail: str | None = None
+    receive_count: int | None = None
+    found: str | None = None  # a duplicate: the outcome the notification already had
+
+    @classmethod
+    def from_plain(cls, entry: Mapping[str, Any]) -> HistoryEntry:
+        count = entry.get("receive_count")
+        return cls(
+            step=str(entry.get("step") or ""),
+            at=str(entry.get("at") or ""),
+            detail=None if entry.get("detail") is None else str(entry["detail"]),
+            receive_count=int(count) if isinstance(count, int | float) else None,
+            found=None if entry.get("found") is None else str(entry["found"]),
+        )
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """A notification's history item, as :class:`DynamoDBOutcomeStore` wrote it.
+
+    ``outcome`` is the latest copy's; :attr:`effective_outcome` is the notification's own.
+    """
+
+    notification_id: str
+    outcome: str | None = None
+    history: tuple[HistoryEntry, ...] = ()
+    tenant_id: str | None = None
+    event: str | None = None
+    resource_path: str | None = None
+    first_seen: str | None = None
+    updated_at: str | None = None
+    receive_count: int = 0
+    attempts: int = 0
+    last_message_id: str | None = None
+    handlers: dict[str, Any] = field(default_factory=dict)
+    feedback: dict[str, Any] | None = None
+    description: str | None = None
+    last_error: str | None = None
+    item: dict[str, Any] = field(default_factory=dict, repr=False)  # the whole item, as stored
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> OutcomeRecord:
+        """From a DynamoDB item (attribute values) of the outcome store."""
+        plain: dict[str, Any] = _plain({"M": item})
+        text = {k: None if plain.get(k) is None else str(plain[k]) for k in _TEXT_FIELDS}
+        feedback = plain.get("feedback")
+        return cls(
+            notification_id=str(plain.get("notification_id") or ""),
+            history=tuple(
+                HistoryEntry.from_plain(e) for e in plain.get("history") or [] if isinstance(e, dict)
+            ),
+            receive_count=int(plain.get("receive_count") or 0),
+            attempts=int(plain.get("attempts") or 0),
+            handlers=dict(plain.get("handlers") or {}),
+            feedback=dict(feedback) if isinstance(feedback, dict) else None,
+            item=plain,
+            **text,
+        )
+
+    @property
+    def effective_outcome(self) -> str:
+        """The notification's own outcome, whatever its copies appended.
+
+        The latest completed step wins (a ``retrying`` after ``succeeded`` is a sibling
+        copy that found the notification held; a forced replay's later completion counts).
+        With none, a copy absorbed as a duplicate names the outcome it found (a crash
+        between the notification's stage and its history write leaves only that); else the
+        latest step past ``received`` says where it is.
+        """
+        steps = [e.step for e in self.history]
+        for step in reversed(steps):
+            if step in COMPLETED:
+                return step
+        for entry in reversed(self.history):
+            if entry.step == "duplicate" and entry.found:
+                return entry.found
+        for step in reversed(steps):
+            if step not in ("", "received", "duplicate"):
+                return step
+        return "in progress" if self.history else self.outcome or "in progress"
+
+    @property
+    def duplicates_absorbed(self) -> int:
+        """Copies acknowledged as duplicates of this notification."""
+        return sum(1 for e in self.history if e.step == "duplicate")
+
+    @property
+    def final_steps(self) -> list[str]:
+        """The outcome of each copy that was done with, in the order they were written."""
+        return [e.step for e in self.history if e.step in FINAL]
+
+    @property
+    def completed(self) -> bool:
+        """The history holds the step that completed the notification."""
+        return any(e.step in COMPLETED for e in self.history)
+
+
+_TEXT_FIELDS = (
+    "outcome",
+    "tenant_id",
+    "event",
+    "resource_path",
+    "first_seen",
+    "updated_at",
+    "last_message_id",
+    "description",
+    "last_error",
+)
+
+
 class DynamoDBOutcomeStore:
     """The history of each notification: attempts, handler results, feedback, outcome."""
 
-    def __init__(self, table_name: str, client: Any, ttl_seconds: int):
+    def __init__(self, table_name: str, client: DynamoDBClient, ttl_seconds: int):
         self.table_name = table_name
         self.client = client
         self.ttl_seconds = ttl_seconds
@@ -125,7 +256,13 @@ class DynamoDBOutcomeStore:
 
     def finished(self, notification_id: str, result: RecordResult) -> None:
         now = _now()
-        entry = {"at": now, "step": result.outcome.value, "detail": result.error or result.description}
+        entry: dict[str, Any] = {
+            "at": now,
+            "step": result.outcome.value,
+            "detail": result.error or result.description,
+        }
+        if result.found is not None:
+            entry["found"] = result.found.value
         values: dict[str, Any] = {
             ":outcome": {"S": result.outcome.value},
             ":now": {"S": now},
@@ -167,7 +304,9 @@ class DynamoDBOutcomeStore:
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(notification_ids), 100):  # BatchGetItem's limit
             keys = [{"id": {"S": OUTCOME_PREFIX + i}} for i in notification_ids[start : start + 100]]
-            request = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            request: Mapping[str, KeysAndAttributesTypeDef | KeysAndAttributesOutputTypeDef] = {
+                self.table_name: {"Keys": keys, "ConsistentRead": True}
+            }
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table_name, []):

@@ -48,6 +48,13 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
+from visma_webhooks.domain.errors import (
+    PermanentVismaError,
+    ThrottledError,
+    TransientVismaError,
+    VismaAuthError,
+)
+
 log = logging.getLogger(__name__)
 
 FEEDBACK_PATH = "/v1/webhooknotificationfeedback"
@@ -60,45 +67,8 @@ _UNIX_TIME_THRESHOLD = 1_000_000_000  # an X-RateLimit-Reset this large is a Uni
 _BAD_PATH = re.compile(r"(\.\.|//|\\|%2e|%2f|%5c|%00|[\s#@\x00-\x1f\x7f])", re.IGNORECASE)
 
 
-class VismaError(Exception):
-    """Any failure talking to Visma. ``status`` is the HTTP status (None without a response)."""
-
-    def __init__(
-        self, reason: str, status: int | None = None, *, method: str | None = None, path: str | None = None
-    ):
-        self.reason = reason
-        self.status = status
-        self.method = method
-        self.path = path
-        where = f"{method} {path}: " if method and path else ""
-        super().__init__(f"{where}{reason}" + (f" (HTTP {status})" if status is not None else ""))
-
-
-class TransientVismaError(VismaError):
-    """Worth retrying later: 5xx, 408, connection errors and timeouts once retries are used up."""
-
-
-class VismaAuthError(TransientVismaError):
-    """The token endpoint refused the client, or a fresh token still got a 401."""
-
-
 class _OutOfTime(TransientVismaError):
     """The invocation has no time left for another request."""
-
-
-class ThrottledError(TransientVismaError):
-    """Visma's rate limit: try again after ``retry_after`` seconds (never slept on here)."""
-
-    def __init__(self, reason: str, retry_after: float, status: int | None = 429, **kwargs: Any):
-        self.retry_after = max(0.0, float(retry_after))
-        super().__init__(f"{reason}; retry after {self.retry_after:.0f} s", status, **kwargs)
-        self.reason = reason
-
-
-class PermanentVismaError(VismaError):
-    """Retrying cannot help: 404, 410 and the other 4xx (except 401, 408 and 429)."""
-
-    status: int
 
 
 @dataclass(frozen=True)
@@ -283,7 +253,7 @@ class VismaClient:
         return (min(connect, budget), min(read, budget))
 
     def _backoff_delay(self, retry: int) -> float:
-        ceiling = min(MAX_BACKOFF_SECONDS, self.backoff * 2**retry)
+        ceiling = min(MAX_BACKOFF_SECONDS, self.backoff * 2.0**retry)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def _send(
@@ -486,7 +456,7 @@ class VismaClient:
         if self.scope:
             form["scope"] = self.scope
         self._count("token_requests")
-        where = {"method": "POST", "path": urlsplit(self.token_url).path or "/"}
+        where: dict[str, Any] = {"method": "POST", "path": urlsplit(self.token_url).path or "/"}
         try:
             response = self.session.post(self.token_url, data=form, timeout=timeout, allow_redirects=False)
         except requests.Timeout:

@@ -9,12 +9,12 @@ the processor's dedup absorbs what was already enqueued).
 from __future__ import annotations
 
 import ipaddress
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from visma_webhooks.domain.errors import ConfigurationError
 from visma_webhooks.domain.parsing import PayloadError, parse_delivery
 from visma_webhooks.domain.queueing import (
     MAX_MESSAGE_BYTES,
@@ -24,63 +24,10 @@ from visma_webhooks.domain.queueing import (
     notification_message,
     quarantine_message,
 )
-from visma_webhooks.domain.resources import ResourceRules
+from visma_webhooks.domain.settings import IngestSettings
 from visma_webhooks.domain.signature import SIGNATURE_HEADER, verify
 
-DEFAULT_MAX_BODY_BYTES = 524_288  # 512 KiB: far above any real delivery, and every item fits one SQS message
 TIMESTAMP_HEADER = "x-vwd-webhook-timestamp"
-
-
-class ConfigurationError(RuntimeError):
-    """The function is not configured to run safely."""
-
-
-@dataclass(frozen=True)
-class IngestSettings:
-    """Ingest configuration, read from the environment (see the README)."""
-
-    queue_url: str
-    dlq_url: str
-    secret_arn: str | None = None
-    allow_unsigned: bool = False
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    timestamp_tolerance_seconds: int = 0
-    rules: ResourceRules = field(default_factory=ResourceRules)
-    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> IngestSettings:
-        settings = cls(
-            queue_url=env.get("QUEUE_URL", ""),
-            dlq_url=env.get("DLQ_URL", ""),
-            secret_arn=env.get("WEBHOOK_SECRET_ARN") or None,
-            allow_unsigned=env.get("ALLOW_UNSIGNED", "").lower() == "true",
-            max_body_bytes=int(env.get("MAX_BODY_BYTES") or DEFAULT_MAX_BODY_BYTES),
-            timestamp_tolerance_seconds=int(env.get("WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS") or 0),
-            rules=ResourceRules.from_hosts(env.get("ALLOWED_RESOURCE_HOSTS")),
-            allowed_networks=networks(env.get("ALLOWED_SOURCE_IPS", "")),
-        )
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        if not self.queue_url or not self.dlq_url:
-            raise ConfigurationError("QUEUE_URL and DLQ_URL must be set")
-        if not self.secret_arn and not self.allow_unsigned:
-            raise ConfigurationError(
-                "no webhook secret configured (WEBHOOK_SECRET_ARN); refusing to accept "
-                "unsigned deliveries unless ALLOW_UNSIGNED=true (local use only)"
-            )
-        if not 0 < self.max_body_bytes <= DEFAULT_MAX_BODY_BYTES * 2:
-            raise ConfigurationError("MAX_BODY_BYTES must be between 1 and 1048576")
-
-
-def networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """Parse ``ALLOWED_SOURCE_IPS``: comma-separated addresses or CIDRs; empty means no allow-list."""
-    try:
-        return tuple(ipaddress.ip_network(part.strip()) for part in value.split(",") if part.strip())
-    except ValueError as exc:
-        raise ConfigurationError(f"ALLOWED_SOURCE_IPS: {exc}") from None
 
 
 @dataclass

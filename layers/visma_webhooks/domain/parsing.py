@@ -206,15 +206,17 @@ def parse_item(
     if reasons:
         raise ItemError(reasons)
     try:
-        return Notification(
-            notification_id=notification_id,
-            tenant_id=tenant_id,
-            event=event,
-            resource_path=resource_path,
-            action=action,
-            occurred_at=occurred_at,
-            source_format=source_format,
-            raw=dict(item),
+        return Notification.model_validate(
+            {
+                "notification_id": notification_id,
+                "tenant_id": tenant_id,
+                "event": event,
+                "resource_path": resource_path,
+                "action": action,
+                "occurred_at": occurred_at,
+                "source_format": source_format,
+                "raw": dict(item),
+            }
         )
     except ValidationError as exc:
         raise ItemError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in exc.errors()) from None

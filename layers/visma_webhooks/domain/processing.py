@@ -8,7 +8,7 @@ notification never repeats one that already succeeded:
   handlers that did not finish, and fetches the resource only if one of them needs it);
 * ``feedback#<id>#ok`` / ``feedback#<id>#failed``: the WebhookNotificationFeedback post.
 
-Error classes: :class:`~visma_webhooks.adapters.visma_http.PermanentVismaError` (404, 410, ...), an
+Error classes (:mod:`visma_webhooks.domain.errors`): :class:`PermanentVismaError` (404, 410, ...), an
 invalid notification and a handler's :class:`PermanentError` are permanent: no retry,
 feedback ``isSuccess: false``. Everything else is transient: the message returns to the
 queue after a backoff (or the wait Visma asked for), and on its last receive before the
@@ -30,12 +30,12 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from visma_webhooks.adapters.visma_http import PermanentVismaError, ThrottledError
+from visma_webhooks.domain.errors import PermanentError, PermanentVismaError, StageInProgress, ThrottledError
 from visma_webhooks.domain.models import Notification
 from visma_webhooks.domain.parsing import ItemError, clean_id, lookup, parse_item
 from visma_webhooks.domain.queueing import FORCE_ATTRIBUTE, QUARANTINE_KEY
-from visma_webhooks.domain.resources import ResourceRules
-from visma_webhooks.notification_handlers import HandlerContext, PermanentError, Registry
+from visma_webhooks.domain.settings import ProcessorSettings
+from visma_webhooks.notification_handlers import Handler, HandlerContext, Registry
 
 MAX_RESULT_CHARS = 1000
 MAX_VISIBILITY_SECONDS = 43_200  # SQS maximum: 12 hours
@@ -55,10 +55,6 @@ RETRIED = frozenset({Outcome.RETRYING, Outcome.THROTTLED, Outcome.INVALID})
 FINAL = frozenset(Outcome) - RETRIED  # the copy is done with: its message is deleted
 COMPLETED = FINAL - {Outcome.DUPLICATE}  # the notification itself was processed
 ALREADY_PROCESSED = "already processed: "  # a duplicate's description, followed by the outcome it found
-
-
-class StageInProgress(Exception):
-    """Another worker holds this stage right now (a concurrent duplicate)."""
 
 
 class StageGuard(Protocol):
@@ -106,20 +102,12 @@ class RecordResult:
     feedback: dict[str, Any] | None = None
     retry_after: float | None = None
     error: str | None = None
+    found: Outcome | None = None  # a duplicate: the outcome the notification already had
 
     @property
     def retry(self) -> bool:
         """True when the message must stay on the queue (a batch item failure)."""
         return self.outcome in RETRIED
-
-
-@dataclass(frozen=True)
-class ProcessorSettings:
-    feedback_source: str = "visma-webhooks"
-    max_receive_count: int = 5
-    retry_base_seconds: float = 10.0
-    retry_max_seconds: float = 900.0
-    rules: ResourceRules = field(default_factory=ResourceRules)
 
 
 class BatchScope:
@@ -129,10 +117,10 @@ class BatchScope:
     def __init__(self, visma: Visma):
         self._visma = visma
         self._lock = threading.Lock()
-        self._fetches: dict[tuple[str, str], Future] = {}
-        self._records: dict[str, Future] = {}
+        self._fetches: dict[tuple[str, str], Future[Any]] = {}
+        self._records: dict[str, Future[RecordResult]] = {}
 
-    def claim(self, key: str) -> Future | None:
+    def claim(self, key: str) -> Future[RecordResult] | None:
         """None if this record is the first with ``key``; else the first one's future result."""
         with self._lock:
             if key in self._records:
@@ -146,11 +134,9 @@ class BatchScope:
     def fetch(self, tenant_id: str, path: str) -> Any:
         key = (tenant_id, path)
         with self._lock:
-            future = self._fetches.get(key)
-            owner = future is None
-            if owner:
-                future = self._fetches[key] = Future()
-        if owner:
+            existing = self._fetches.get(key)
+            future = self._fetches[key] = existing or Future()
+        if existing is None:
             try:
                 future.set_result(self._visma.get(tenant_id, path))
             except BaseException as exc:  # handed to every waiter, then re-raised
@@ -211,10 +197,8 @@ class Processor:
                 result.outcome, result.retry_after = first.outcome, first.retry_after
                 result.error = "retried with an earlier copy in the same batch"
             else:
-                result.outcome, result.description = (
-                    Outcome.DUPLICATE,
-                    "an earlier copy in the batch was processed",
-                )
+                result.outcome, result.found = Outcome.DUPLICATE, first.found or first.outcome
+                result.description = "an earlier copy in the batch was processed"
                 self.outcomes.finished(nid, result)  # counted with the other absorbed copies
             return result
         try:
@@ -247,8 +231,8 @@ class Processor:
                 f"notification#{nid}{suffix}", lambda: self._run(notification, scope, suffix)
             )
             if not ran:
-                result.outcome = Outcome.DUPLICATE
-                result.description = f"{ALREADY_PROCESSED}{stored.get('outcome')}"
+                result.outcome, result.found = Outcome.DUPLICATE, Outcome(stored["outcome"])
+                result.description = f"{ALREADY_PROCESSED}{result.found}"
             else:
                 result.outcome = Outcome(stored["outcome"])
                 result.description = stored.get("description", "")
@@ -271,7 +255,7 @@ class Processor:
         failures: list[str] = []
         for entry in handlers:
 
-            def run(entry=entry) -> dict[str, Any]:
+            def run(entry: Handler = entry) -> dict[str, Any]:
                 resource = (
                     scope.fetch(notification.tenant_id, notification.resource_path)
                     if notification.resource_path
@@ -344,13 +328,15 @@ class Processor:
         exc: Exception,
         result: RecordResult,
     ) -> None:
-        throttled = isinstance(exc, ThrottledError)
+        throttled = exc if isinstance(exc, ThrottledError) else None
         result.outcome = Outcome.THROTTLED if throttled else Outcome.RETRYING
         result.error = f"{type(exc).__name__}: {exc}"[:MAX_RESULT_CHARS]
         # A stage held by another worker backs off like any transient failure: if that worker
         # crashed, the stage stays held until its invocation's deadline, and quicker retries
         # would only use up this copy's receives and send it to the DLQ meanwhile.
-        result.retry_after = self._retry_after(record.receive_count, exc.retry_after if throttled else None)
+        result.retry_after = self._retry_after(
+            record.receive_count, throttled.retry_after if throttled else None
+        )
         self.logger.warning(
             "notification will be retried",
             extra={

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from visma_webhooks.domain.errors import PermanentError
 from visma_webhooks.domain.models import Notification
 
+__all__ = ["HandlerContext", "PermanentError", "Registry", "handler", "load_modules", "registry"]
+
 HandlerFn = Callable[[Notification, Any, "HandlerContext"], Any]
-
-
-class PermanentError(Exception):
-    """Raised by a handler when retrying cannot help; the reason goes into the feedback."""
 
 
 @dataclass(frozen=True)

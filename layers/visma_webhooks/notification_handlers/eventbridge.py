@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from visma_webhooks.domain.models import Notification
-from visma_webhooks.notification_handlers import HandlerContext, handler
-from visma_webhooks.notification_handlers.aws_clients import client
+from visma_webhooks.notification_handlers import HandlerContext, aws_clients, handler
+
+if TYPE_CHECKING:
+    from types_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
 SOURCE = "visma.net.erp"
 MAX_ENTRY_BYTES = 1_048_576
@@ -26,7 +28,7 @@ def detail_type(event: str) -> str:
     return " ".join(part.capitalize() for part in event.split("_"))
 
 
-def entry_size(entry: dict[str, Any]) -> int:
+def entry_size(entry: PutEventsRequestEntryTypeDef) -> int:
     """EventBridge's entry size: source, detail-type, detail and resources, in UTF-8 bytes."""
     size = len(entry["Source"].encode()) + len(entry["DetailType"].encode()) + len(entry["Detail"].encode())
     return size + sum(len(r.encode()) for r in entry.get("Resources", []))
@@ -36,7 +38,7 @@ def entry_size(entry: dict[str, Any]) -> int:
 def publish(notification: Notification, resource: Any, context: HandlerContext) -> str:
     bus = os.environ["EVENT_BUS_NAME"]
     summary = notification.model_dump(mode="json")
-    entry = {
+    entry: PutEventsRequestEntryTypeDef = {
         "Source": SOURCE,
         "DetailType": detail_type(notification.event),
         "Detail": json.dumps({"notification": summary, "resource": resource}),
@@ -46,12 +48,12 @@ def publish(notification: Notification, resource: Any, context: HandlerContext) 
     if entry_size(entry) > MAX_ENTRY_BYTES:
         bucket = os.environ["ARCHIVE_BUCKET"]
         key = f"{CLAIM_CHECK_PREFIX}{notification.tenant_id}/{notification.notification_id}.json"
-        client("s3").put_object(
+        aws_clients.s3().put_object(
             Bucket=bucket, Key=key, Body=json.dumps(resource).encode(), ContentType="application/json"
         )
         claim = {"bucket": bucket, "key": key}
         entry["Detail"] = json.dumps({"notification": summary, "resource_ref": claim})
-    response = client("events").put_events(Entries=[entry])
+    response = aws_clients.events().put_events(Entries=[entry])
     if response.get("FailedEntryCount"):
         failure = response["Entries"][0]
         raise RuntimeError(f"PutEvents failed: {failure.get('ErrorCode')} {failure.get('ErrorMessage')}")

@@ -12,8 +12,7 @@ import os
 from typing import Any
 
 from visma_webhooks.domain.models import Notification
-from visma_webhooks.notification_handlers import HandlerContext, handler
-from visma_webhooks.notification_handlers.aws_clients import client
+from visma_webhooks.notification_handlers import HandlerContext, aws_clients, handler
 
 
 def archive_key(notification: Notification) -> str:
@@ -27,7 +26,7 @@ def archive(notification: Notification, resource: Any, context: HandlerContext) 
     bucket = os.environ["ARCHIVE_BUCKET"]
     key = archive_key(notification)
     body = {"notification": notification.model_dump(mode="json"), "resource": resource}
-    client("s3").put_object(
+    aws_clients.s3().put_object(
         Bucket=bucket, Key=key, Body=json.dumps(body).encode(), ContentType="application/json"
     )
     return f"archived to s3://{bucket}/{key}"
