@@ -46,18 +46,24 @@ def _modules() -> Iterator[_Module]:
             if "__pycache__" in path.parts or any(p.endswith(".egg-info") for p in path.parts):
                 continue
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-            module = _Module(path, tree)
-            for node in tree.body:
-                if isinstance(node, ast.Assign):
-                    for target in node.targets:
-                        if isinstance(target, ast.Name):
-                            module.constants[target.id] = node.value
-                elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
-                    module.constants[node.target.id] = node.value
+            module = _Module(path, tree, _constants(tree))
             for parent in ast.walk(tree):
                 for child in ast.iter_child_nodes(parent):
                     module.parents[child] = parent
             yield module
+
+
+def _constants(tree: ast.Module) -> dict[str, ast.expr]:
+    """Module-level names bound to an expression (``NAME = ...`` or ``NAME: T = ...``)."""
+    constants: dict[str, ast.expr] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    constants[target.id] = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
+            constants[node.target.id] = node.value
+    return constants
 
 
 def _dataclass_fields(modules: list[_Module]) -> dict[str, list[str]]:
@@ -100,26 +106,36 @@ def _fed_keys(modules: list[_Module]) -> dict[str, set[str]]:
         for node in ast.walk(module.tree):
             where = f"{module.path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
             if isinstance(node, ast.Call):
-                for keyword in node.keywords:
-                    if keyword.arg and isinstance(keyword.value, ast.Dict):
-                        fed[keyword.arg] |= _dict_keys(keyword.value, where)
-                names = fields.get(_callee(node) or "", [])
-                for index, arg in enumerate(node.args[: len(names)]):
-                    if isinstance(arg, ast.Dict):
-                        fed[names[index]] |= _dict_keys(arg, where)
+                _call_keys(node, fields, where, fed)
             elif isinstance(node, ast.Assign | ast.AnnAssign):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                for target in targets:
-                    if isinstance(target, ast.Attribute) and isinstance(node.value, ast.Dict):
-                        fed[target.attr] |= _dict_keys(node.value, where)
-                    elif (
-                        isinstance(target, ast.Subscript)
-                        and isinstance(target.value, ast.Attribute)
-                        and isinstance(target.slice, ast.Constant)
-                        and isinstance(target.slice.value, str)
-                    ):
-                        fed[target.value.attr].add(target.slice.value)
+                _assigned_keys(node, where, fed)
     return fed
+
+
+def _call_keys(call: ast.Call, fields: dict[str, list[str]], where: str, fed: dict[str, set[str]]) -> None:
+    """Dict literals passed by keyword, or by position to a dataclass's fields."""
+    for keyword in call.keywords:
+        if keyword.arg and isinstance(keyword.value, ast.Dict):
+            fed[keyword.arg] |= _dict_keys(keyword.value, where)
+    names = fields.get(_callee(call) or "", [])
+    for index, arg in enumerate(call.args[: len(names)]):
+        if isinstance(arg, ast.Dict):
+            fed[names[index]] |= _dict_keys(arg, where)
+
+
+def _assigned_keys(node: ast.Assign | ast.AnnAssign, where: str, fed: dict[str, set[str]]) -> None:
+    """``x.attr = {...}`` and ``x.attr["key"] = ...``."""
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    for target in targets:
+        if isinstance(target, ast.Attribute) and isinstance(node.value, ast.Dict):
+            fed[target.attr] |= _dict_keys(node.value, where)
+        elif (
+            isinstance(target, ast.Subscript)
+            and isinstance(target.value, ast.Attribute)
+            and isinstance(target.slice, ast.Constant)
+            and isinstance(target.slice.value, str)
+        ):
+            fed[target.value.attr].add(target.slice.value)
 
 
 def _iterated_mapping(loop: ast.For | ast.comprehension, variable: str) -> str | None:
@@ -154,24 +170,32 @@ def _names(node: ast.expr, module: _Module, call: ast.Call, fed: dict[str, set[s
     if isinstance(node, ast.Name):
         if node.id in module.constants:
             return _names(module.constants[node.id], module, call, fed, where)
-        scope: ast.AST | None = call
-        while scope is not None:
-            loops = [scope] if isinstance(scope, ast.For) else []
-            loops += getattr(scope, "generators", [])
-            for loop in loops:
-                attribute = _iterated_mapping(loop, node.id)
-                if attribute is not None:
-                    keys = fed.get(attribute) or set()
-                    if not keys:
-                        raise Unresolved(f"{where}: no dict literal is ever bound to {attribute!r}")
-                    dynamic = sorted(k.removeprefix(DYNAMIC) for k in keys if k.startswith(DYNAMIC))
-                    if dynamic:
-                        raise Unresolved(
-                            f"{where}: {attribute!r} gets dict keys that are not strings: {dynamic}"
-                        )
-                    return keys
-            scope = module.parents.get(scope)
+        keys = _loop_keys(node.id, module, call, fed, where)
+        if keys is not None:
+            return keys
     raise Unresolved(f"{where}: cannot follow the metric name {ast.unparse(node)!r} back to strings")
+
+
+def _loop_keys(
+    variable: str, module: _Module, call: ast.Call, fed: dict[str, set[str]], where: str
+) -> set[str] | None:
+    """The keys of the mapping that an enclosing loop over ``variable`` iterates, if any."""
+    scope: ast.AST | None = call
+    while scope is not None:
+        loops = [scope] if isinstance(scope, ast.For) else []
+        loops += getattr(scope, "generators", [])
+        for loop in loops:
+            attribute = _iterated_mapping(loop, variable)
+            if attribute is not None:
+                keys = fed.get(attribute) or set()
+                if not keys:
+                    raise Unresolved(f"{where}: no dict literal is ever bound to {attribute!r}")
+                dynamic = sorted(k.removeprefix(DYNAMIC) for k in keys if k.startswith(DYNAMIC))
+                if dynamic:
+                    raise Unresolved(f"{where}: {attribute!r} gets dict keys that are not strings: {dynamic}")
+                return keys
+        scope = module.parents.get(scope)
+    return None
 
 
 def _metric_calls() -> Iterator[tuple[_Module, ast.Call, list[_Module]]]:
