@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ROOT
-from tests.template.artifacts import bundled, measure
+from tests.template.artifacts import PROVIDED, bundled, measure
 
 BUILD = ROOT / ".aws-sam" / "build"
 BUILD_TIMEOUT = 300
@@ -76,7 +76,7 @@ def run() -> dict[str, Any]:
         entry: dict[str, Any] = {"files": files, "unpacked_bytes": unpacked, "zip_bytes": zipped}
         if (directory / "python").is_dir():
             entry["largest_parts_bytes"] = largest_parts(directory)
-        entry["bundles_provided_packages"] = bundled(directory)
+        entry["bundles_provided_packages"] = bundled(directory, PROVIDED)
         artefacts[directory.name] = entry
     if not artefacts:
         return {"available": False, "reason": f"{BUILD.relative_to(ROOT)} holds no built artefact"}
