@@ -11,12 +11,17 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, Literal, overload
 
 import boto3
 import requests
 
 from visma_webhooks.domain.signature import SIGNATURE_HEADER, sign
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_secretsmanager import SecretsManagerClient
+    from types_boto3_sqs import SQSClient
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "eu-west-1"
@@ -55,6 +60,14 @@ sys.stdin.read()  # until the parent closes the pipe
 """
 
 
+def _first_line(stream: IO[str] | None, timeout: float) -> str:
+    """The first line a child prints on ``stream`` within ``timeout`` seconds, else ""."""
+    if stream is None:
+        return ""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    return stream.readline() if ready else ""
+
+
 @contextlib.contextmanager
 def moto_server(timeout: float = 30.0, nodelay: bool = True) -> Iterator[str]:
     """moto server in its own process on 127.0.0.1 (a free port); yields its URL.
@@ -75,8 +88,7 @@ def moto_server(timeout: float = 30.0, nodelay: bool = True) -> Iterator[str]:
         text=True,
     )
     try:
-        ready, _, _ = select.select([child.stdout], [], [], timeout)
-        line = child.stdout.readline() if ready and child.stdout else ""
+        line = _first_line(child.stdout, timeout)
         if not line.strip().isdigit():
             raise RuntimeError("moto server did not start")
         yield f"http://127.0.0.1:{int(line)}"
@@ -119,8 +131,7 @@ class SandboxProcess:
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        ready, _, _ = select.select([self._child.stdout], [], [], timeout)
-        line = self._child.stdout.readline() if ready and self._child.stdout else ""
+        line = _first_line(self._child.stdout, timeout)
         if "http://127.0.0.1:" not in line:
             self.stop()
             raise RuntimeError(f"the Visma sandbox did not start: {line!r}")
@@ -160,7 +171,15 @@ class SandboxProcess:
         self.stop()
 
 
-def client(service: str, endpoint: str) -> Any:
+@overload
+def client(service: Literal["sqs"], endpoint: str) -> SQSClient: ...
+@overload
+def client(service: Literal["dynamodb"], endpoint: str) -> DynamoDBClient: ...
+@overload
+def client(service: Literal["secretsmanager"], endpoint: str) -> SecretsManagerClient: ...
+def client(
+    service: Literal["sqs", "dynamodb", "secretsmanager"], endpoint: str
+) -> SQSClient | DynamoDBClient | SecretsManagerClient:
     """A client for the emulator at ``endpoint``, with fake credentials."""
     return boto3.client(
         service,
@@ -190,7 +209,7 @@ def create_queues(endpoint: str, prefix: str, max_receive: int = 5, visibility: 
     return {"queue_url": queue_url, "dlq_url": dlq_url}
 
 
-def drain(sqs: Any, queue_url: str, limit: int = 10_000) -> int:
+def drain(sqs: SQSClient, queue_url: str, limit: int = 10_000) -> int:
     """Receive and delete every visible message (moto's SendMessageBatch slows as a queue grows)."""
     removed = 0
     while removed < limit:
