@@ -1,10 +1,12 @@
 """``make bench``: cold start, ingest, processor, local-stack throughput and package sizes.
 
-Prints a table (rich) and writes ``benchmarks/results.json`` and ``benchmarks/results.md``.
-Every ratio is measured side by side in the same run. A part that cannot run (no SAM
+Prints a table (rich) and writes ``results.json`` and ``results.md`` under the git-ignored
+``build/bench/``; ``--record`` also updates the committed ``benchmarks/results.json`` and
+``benchmarks/results.md``, so that only a deliberate run changes them. Every ratio is measured side by side in the same run. A part that cannot run (no SAM
 build, no local stack) is reported as unavailable; the others still run.
 
     python -m benchmarks.run [--quick] [--parts coldstart,ingest,processor,throughput,sizes]
+                             [--output FILE.json] [--record]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import platform
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +27,11 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import coldstart
-from benchmarks.common import moto_server, verdict
+from benchmarks.common import ROOT, moto_server, verdict
 
 HERE = Path(__file__).resolve().parent
+OUTPUT = ROOT / "build" / "bench" / "results.json"
+RECORDED = HERE / "results.json"
 PARTS = ("coldstart", "ingest", "processor", "throughput", "sizes")
 console = Console(highlight=False)
 
@@ -98,70 +103,99 @@ def _visma_calls(calls: dict[str, int]) -> str:
     return ", ".join(f"{v} {names.get(k, k)}" for k, v in sorted(calls.items()))
 
 
-def measurements(parts: dict[str, Any]) -> list[tuple[str, str, str]]:
+Row = tuple[str, str, str]  # (part, measurement, value)
+
+
+def _coldstart_rows(cold: dict[str, Any]) -> list[Row]:
+    return [
+        ("cold start", f"import {name} (median of {cold['samples']})", _ms(value))
+        for name, value in cold["median_ms"].items()
+    ]
+
+
+def _ingest_rows(ingest: dict[str, Any]) -> list[Row]:
+    rows = [("ingest", "one bare SendMessageBatch of 10", _ms(ingest["bare_send_message_batch_ms"]))]
+    for n, value in ingest["handler_ms"].items():
+        calls = _sqs_calls(ingest["sqs_calls"][n]["observed"])
+        rows.append(
+            ("ingest", f"handler, {n} notification{'s' if n != '1' else ''}", f"{_ms(value)} · {calls}")
+        )
+    return rows
+
+
+PROCESSOR_LABELS = {
+    "one": "one record alone",
+    "batch": "batch of 10 (10 resources)",
+    "sequential": "the same 10, one record per invocation",
+    "shared": "batch of 10 naming 3 resources",
+}
+
+
+def _processor_rows(proc: dict[str, Any]) -> list[Row]:
+    calls = proc["calls_last_round"]
+    rows = [
+        ("processor", PROCESSOR_LABELS[name], f"{_ms(value)} · {_visma_calls(calls[name]['visma'])}")
+        for name, value in proc["handler_ms"].items()
+    ]
+    floor = proc["aws_emulator"]
+    rows.append(
+        (
+            "processor",
+            f"moto alone: the batch's {sum(floor['dynamodb_calls'].values())} DynamoDB requests "
+            "replayed, 1 record's / all 10 from 10 threads",
+            f"{_ms(floor['one_record_replayed_ms'])} / {_ms(floor['batch_replayed_from_threads_ms'])}",
+        )
+    )
+    rows.append(
+        (
+            "processor",
+            "processor CPU, one record / batch of 10",
+            f"{_ms(calls['one']['cpu_ms'])} / {_ms(calls['batch']['cpu_ms'])}",
+        )
+    )
+    return rows
+
+
+def _throughput_rows(tp: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            "throughput",
+            f"local stack, {tp['notifications']:,} notifications ({tp['pollers']} pollers)",
+            f"{tp['end_to_end_per_second']}/s end to end ({tp['end_to_end_seconds']} s), "
+            f"ingest {tp['ingest_per_second']}/s",
+        )
+    ]
+
+
+def _size_rows(size: dict[str, Any]) -> list[Row]:
+    stale = " (build older than the sources)" if size.get("stale") else ""
+    return [
+        (
+            "package size",
+            name + stale,
+            f"{entry['zip_bytes'] / 1024:,.1f} KiB zipped, {entry['unpacked_bytes'] / 1024:,.1f} KiB unpacked",
+        )
+        for name, entry in size["artefacts"].items()
+    ]
+
+
+# Each part's rows, and the key its result has when the part ran (a failed part has only its error).
+_ROWS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[Row]]], ...] = (
+    ("coldstart", "median_ms", _coldstart_rows),
+    ("ingest", "handler_ms", _ingest_rows),
+    ("processor", "handler_ms", _processor_rows),
+    ("throughput", "end_to_end_per_second", _throughput_rows),
+    ("sizes", "artefacts", _size_rows),
+)
+
+
+def measurements(parts: dict[str, Any]) -> list[Row]:
     """(part, measurement, value) rows for the table."""
-    rows: list[tuple[str, str, str]] = []
-    cold = parts.get("coldstart")
-    if cold and "median_ms" in cold:
-        for name, value in cold["median_ms"].items():
-            rows.append(("cold start", f"import {name} (median of {cold['samples']})", _ms(value)))
-    ingest = parts.get("ingest")
-    if ingest and "handler_ms" in ingest:
-        rows.append(("ingest", "one bare SendMessageBatch of 10", _ms(ingest["bare_send_message_batch_ms"])))
-        for n, value in ingest["handler_ms"].items():
-            calls = _sqs_calls(ingest["sqs_calls"][n]["observed"])
-            rows.append(
-                ("ingest", f"handler, {n} notification{'s' if n != '1' else ''}", f"{_ms(value)} · {calls}")
-            )
-    proc = parts.get("processor")
-    if proc and "handler_ms" in proc:
-        labels = {
-            "one": "one record alone",
-            "batch": "batch of 10 (10 resources)",
-            "sequential": "the same 10, one record per invocation",
-            "shared": "batch of 10 naming 3 resources",
-        }
-        for name, value in proc["handler_ms"].items():
-            calls = proc["calls_last_round"][name]
-            rows.append(("processor", labels[name], f"{_ms(value)} · {_visma_calls(calls['visma'])}"))
-        floor = proc["aws_emulator"]
-        rows.append(
-            (
-                "processor",
-                f"moto alone: the batch's {sum(floor['dynamodb_calls'].values())} DynamoDB requests "
-                "replayed, 1 record's / all 10 from 10 threads",
-                f"{_ms(floor['one_record_replayed_ms'])} / {_ms(floor['batch_replayed_from_threads_ms'])}",
-            )
-        )
-        cpu = proc["calls_last_round"]
-        rows.append(
-            (
-                "processor",
-                "processor CPU, one record / batch of 10",
-                f"{_ms(cpu['one']['cpu_ms'])} / {_ms(cpu['batch']['cpu_ms'])}",
-            )
-        )
-    tp = parts.get("throughput")
-    if tp and "end_to_end_per_second" in tp:
-        rows.append(
-            (
-                "throughput",
-                f"local stack, {tp['notifications']:,} notifications ({tp['pollers']} pollers)",
-                f"{tp['end_to_end_per_second']}/s end to end ({tp['end_to_end_seconds']} s), "
-                f"ingest {tp['ingest_per_second']}/s",
-            )
-        )
-    size = parts.get("sizes")
-    if size and size.get("available"):
-        stale = " (build older than the sources)" if size.get("stale") else ""
-        for name, entry in size["artefacts"].items():
-            rows.append(
-                (
-                    "package size",
-                    name + stale,
-                    f"{entry['zip_bytes'] / 1024:,.1f} KiB zipped, {entry['unpacked_bytes'] / 1024:,.1f} KiB unpacked",
-                )
-            )
+    rows: list[Row] = []
+    for name, key, part_rows in _ROWS:
+        part = parts.get(name)
+        if part and key in part:
+            rows += part_rows(part)
     for name, part in parts.items():
         if part.get("available") is False:
             rows.append((name, "unavailable", str(part.get("reason") or part.get("error"))[:200]))
@@ -210,33 +244,60 @@ def show(results: dict[str, Any]) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="fewer samples (a smoke run, not for the README)"
-    )
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from {', '.join(PARTS)}")
-    parser.add_argument("--output", type=Path, default=HERE / "results.json")
-    args = parser.parse_args(argv)
-    chosen = [p.strip() for p in args.parts.split(",") if p.strip()]
-    unknown = set(chosen) - set(PARTS)
-    if unknown:
-        parser.error(f"unknown parts: {sorted(unknown)}")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
-    started, load = time.monotonic(), os.getloadavg()
+def write(results: dict[str, Any], output: Path) -> None:
+    """The results as JSON to ``output``, and their tables as Markdown beside it."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    output.with_suffix(".md").write_text(markdown(results), encoding="utf-8")
+
+
+def run_parts(chosen: list[str], quick: bool) -> tuple[dict[str, Any], bool]:
+    """Each chosen part's results, and whether any failed (a failed part's entry says why)."""
     parts: dict[str, Any] = {}
     failed = False
     for name in chosen:
         console.print(f"[bold]{name}[/] …")
         began = time.monotonic()
         try:
-            parts[name] = _part(name, args.quick)
+            parts[name] = _part(name, quick)
         except Exception as exc:  # one part failing must not lose the others
             failed = True
             parts[name] = {"available": False, "error": f"{type(exc).__name__}: {exc}"}
             console.print(f"[red]{name} failed[/]: {exc}")
             traceback.print_exc(file=sys.stderr)
         parts[name]["seconds"] = round(time.monotonic() - began, 1)
+    return parts, failed
+
+
+def parser() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    options.add_argument(
+        "--quick", action="store_true", help="fewer samples (a smoke run, not for the README)"
+    )
+    options.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from {', '.join(PARTS)}")
+    options.add_argument(
+        "--output",
+        type=Path,
+        help="the JSON file, the Markdown beside it (default: build/bench/results.json)",
+    )
+    options.add_argument(
+        "--record",
+        action="store_true",
+        help="also update the committed benchmarks/results.json and results.md",
+    )
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parser()
+    args = options.parse_args(argv)
+    chosen = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = set(chosen) - set(PARTS)
+    if unknown:
+        options.error(f"unknown parts: {sorted(unknown)}")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
+    started, load = time.monotonic(), os.getloadavg()
+    parts, failed = run_parts(chosen, args.quick)
     results = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
@@ -250,10 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         "parts": parts,
     }
     results["targets"] = targets(parts)
-    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    args.output.with_suffix(".md").write_text(markdown(results), encoding="utf-8")
     show(results)
-    console.print(f"[dim]{args.output} written in {results['seconds']} s[/]")
+    for output in [args.output or OUTPUT, *([RECORDED] if args.record else [])]:
+        write(results, output)
+        console.print(f"[dim]{output} and its .md written in {results['seconds']} s[/]")
     return 1 if failed else 0
 
 

@@ -2,11 +2,13 @@
 
 The ingest and processor parts run for one round against a real moto server and the Visma
 sandbox (both subprocesses on loopback, as in ``make bench``); the table and the Markdown
-are rendered from what they return. Timings are the benchmark's business, not a test's.
+are rendered from what they return, and written where ``make bench`` writes them: never
+over the committed results unless asked to. Timings are the benchmark's business, not a test's.
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -65,3 +67,34 @@ def test_table_and_markdown_render(parts):
     text = bench.markdown(results)
     assert "| ingest | handler, 10 notifications | " in text
     bench.show(results)
+
+
+def test_a_run_writes_under_build_and_leaves_the_committed_results_alone(parts, tmp_path, monkeypatch):
+    tracked = {path: path.read_bytes() for path in (bench.RECORDED, bench.RECORDED.with_suffix(".md"))}
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setattr(bench, "OUTPUT", tmp_path / "build" / "results.json")
+    monkeypatch.setattr(bench, "_part", lambda name, quick: dict(parts[name]))
+
+    assert bench.main(["--quick", "--parts", "ingest,processor"]) == 0
+
+    written = json.loads((tmp_path / "build" / "results.json").read_text())
+    assert set(written["parts"]) == {"ingest", "processor"}
+    assert "| ingest | handler, 10 notifications | " in (tmp_path / "build" / "results.md").read_text()
+    assert {path: path.read_bytes() for path in tracked} == tracked
+
+
+def test_record_also_writes_the_committed_results(parts, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setattr(bench, "OUTPUT", tmp_path / "build" / "results.json")
+    monkeypatch.setattr(bench, "RECORDED", tmp_path / "benchmarks" / "results.json")
+    monkeypatch.setattr(bench, "_part", lambda name, quick: dict(parts[name]))
+
+    assert bench.main(["--parts", "ingest", "--record"]) == 0
+
+    for written in (
+        "build/results.json",
+        "build/results.md",
+        "benchmarks/results.json",
+        "benchmarks/results.md",
+    ):
+        assert (tmp_path / written).is_file()
