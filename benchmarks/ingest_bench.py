@@ -29,8 +29,8 @@ from benchmarks.common import (
 from visma_webhooks.domain.parsing import parse_delivery
 from visma_webhooks.domain.queueing import notification_message
 from visma_webhooks.domain.resources import ResourceRules
-from visma_webhooks_local.functions import load_function
-from visma_webhooks_local.lambda_events import LambdaContext, http_api_event
+from visma_webhooks_local.stack.functions import load_function
+from visma_webhooks_local.stack.lambda_events import LambdaContext, http_api_event
 
 SIZES = (1, 10, 100)
 ROUNDS = 25

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from benchmarks.common import ROOT
-from visma_webhooks_local.stack import StackError, StackState
+from visma_webhooks_local.stack.state import StackError, StackState
 
 
 def cli() -> list[str]:

@@ -40,8 +40,8 @@ from benchmarks.common import (
 from visma_webhooks.adapters.aws import SqsBatchSender
 from visma_webhooks.domain.models import Notification
 from visma_webhooks.domain.queueing import enqueue, notification_message
-from visma_webhooks_local.functions import load_function
-from visma_webhooks_local.lambda_events import LambdaContext, sqs_event
+from visma_webhooks_local.stack.functions import load_function
+from visma_webhooks_local.stack.lambda_events import LambdaContext, sqs_event
 
 LATENCY = 0.05
 ROUNDS = 5

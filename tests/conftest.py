@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from visma_webhooks_local.functions import load_function
+from visma_webhooks_local.stack.functions import load_function
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 REGION = "eu-west-1"
@@ -125,7 +125,7 @@ def drain(sqs, queue_url: str) -> list[dict]:
 
 def deliver(function_module, body: bytes, headers: dict, **event_options) -> tuple[int, dict]:
     """POST ``body`` through a loaded ingest function's Lambda handler: (status, JSON body)."""
-    from visma_webhooks_local.lambda_events import LambdaContext, http_api_event
+    from visma_webhooks_local.stack.lambda_events import LambdaContext, http_api_event
 
     result = function_module.handler(http_api_event(body, headers, **event_options), LambdaContext("ingest"))
     return result["statusCode"], json.loads(result["body"])

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from visma_webhooks.adapters.aws import SqsBatchSender
 from visma_webhooks.domain.models import Notification
 from visma_webhooks.domain.queueing import enqueue, notification_message
-from visma_webhooks_local.lambda_events import sqs_event
+from visma_webhooks_local.stack.lambda_events import sqs_event
 
 REGION = "eu-west-1"
 

@@ -33,9 +33,10 @@ from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
 from visma_webhooks.domain.parsing import PayloadError, parse_delivery
 from visma_webhooks.domain.processing import FINAL
 from visma_webhooks.domain.resources import ResourceRules
-from visma_webhooks_local.functions import PROJECT_ROOT
 from visma_webhooks_local.sending import Delivery, load_delivery, post
-from visma_webhooks_local.stack import DEFAULT_WEBHOOK_SECRET, StackState
+from visma_webhooks_local.stack.functions import PROJECT_ROOT
+from visma_webhooks_local.stack.options import DEFAULT_WEBHOOK_SECRET
+from visma_webhooks_local.stack.state import StackState
 
 EVENTS_DIR = PROJECT_ROOT / "events"
 START_TIMEOUT = 45.0

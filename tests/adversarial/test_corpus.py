@@ -11,8 +11,8 @@ from tests.adversarial.corpus import CASES, SIGNATURE_ATTACKS, Case
 from tests.adversarial.safety import assert_safe_attributes, assert_safe_notification_body, strict_json
 from tests.conftest import drain, record_batch_calls
 from visma_webhooks.domain.queueing import QUARANTINE_KEY, REJECTION_ATTRIBUTE
-from visma_webhooks_local.functions import load_function
-from visma_webhooks_local.lambda_events import LambdaContext, http_api_event
+from visma_webhooks_local.stack.functions import load_function
+from visma_webhooks_local.stack.lambda_events import LambdaContext, http_api_event
 
 
 def attributes(message: dict) -> dict[str, str]:

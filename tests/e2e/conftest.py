@@ -27,7 +27,7 @@ from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
 from visma_webhooks.domain.processing import FINAL
 from visma_webhooks.domain.signature import sign
 from visma_webhooks_local.sandbox import VismaSandbox
-from visma_webhooks_local.stack import StackState
+from visma_webhooks_local.stack.state import StackState
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

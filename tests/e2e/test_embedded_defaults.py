@@ -14,7 +14,7 @@ from moto.server import ThreadedMotoServer
 from tests.e2e.conftest import cli, legacy_item, new_id, wait_for
 from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
 from visma_webhooks.domain.signature import sign
-from visma_webhooks_local.stack import StackState
+from visma_webhooks_local.stack.state import StackState
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-embedded")]
 

@@ -14,8 +14,8 @@ from tests.conftest import deliver
 from tests.processor_support import notification, put, receive
 from tests.template.cfn import sam_template
 from visma_webhooks.domain.signature import SIGNATURE_HEADER, sign
-from visma_webhooks_local.functions import load_function
-from visma_webhooks_local.lambda_events import LambdaContext
+from visma_webhooks_local.stack.functions import load_function
+from visma_webhooks_local.stack.lambda_events import LambdaContext
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from visma_webhooks.domain.ingest import ConfigurationError
 from visma_webhooks.domain.models import Notification
 from visma_webhooks.domain.queueing import MAX_BATCH_BYTES, QUARANTINE_KEY, REJECTION_ATTRIBUTE
 from visma_webhooks.domain.signature import SIGNATURE_HEADER, sign
-from visma_webhooks_local.functions import load_function
-from visma_webhooks_local.lambda_events import LambdaContext, http_api_event
+from visma_webhooks_local.stack.functions import load_function
+from visma_webhooks_local.stack.lambda_events import LambdaContext, http_api_event
 
 # The secret the committed API Gateway events are signed with (the local stack's default).
 DEMO_SECRET = "local-demo-secret"

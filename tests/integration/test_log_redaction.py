@@ -11,9 +11,9 @@ import pytest
 from tests.conftest import REGION
 from tests.processor_support import receive
 from visma_webhooks.domain.signature import sign
-from visma_webhooks_local.functions import load_function
-from visma_webhooks_local.lambda_events import LambdaContext, http_api_event
 from visma_webhooks_local.sandbox import VismaSandbox
+from visma_webhooks_local.stack.functions import load_function
+from visma_webhooks_local.stack.lambda_events import LambdaContext, http_api_event
 
 CLIENT_ID = "redaction-client"
 CLIENT_SECRET = "Visma-Client-Secret-9f8e7d"

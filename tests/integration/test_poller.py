@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.conftest import REGION
-from visma_webhooks_local.poller import Poller, PollerConfig
+from visma_webhooks_local.stack.poller import Poller, PollerConfig
 
 
 def queued(queues, count: int) -> list[str]:

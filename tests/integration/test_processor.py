@@ -20,9 +20,9 @@ from tests.processor_support import (
     release,
 )
 from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
-from visma_webhooks_local.functions import load_function
-from visma_webhooks_local.lambda_events import LambdaContext
 from visma_webhooks_local.sandbox import VismaSandbox
+from visma_webhooks_local.stack.functions import load_function
+from visma_webhooks_local.stack.lambda_events import LambdaContext
 
 MAX_RECEIVE = 3
 

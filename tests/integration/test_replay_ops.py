@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import drain
-from visma_webhooks_local.ops import replay
+from visma_webhooks_local.replaying import replay
 
 
 def on_the_dlq(queues, count: int) -> None:

@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from visma_webhooks.domain.resources import ResourceRules
-from visma_webhooks_local.sandbox import DEFAULT_FIXTURES, VismaSandbox
+from visma_webhooks_local.sandbox import VismaSandbox
+from visma_webhooks_local.sandbox.fixtures import DEFAULT_FIXTURES
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -53,30 +54,33 @@ def auth(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
 
+def resource_paths_in(node: object, rules: ResourceRules) -> set[str]:
+    """The resource paths named anywhere in ``node`` (JSON strings inside it included)."""
+    if isinstance(node, str) and node.lstrip()[:1] in ("{", "["):
+        with contextlib.suppress(ValueError):
+            return resource_paths_in(json.loads(node), rules)  # an API Gateway event's body
+    if isinstance(node, list):
+        return set().union(*(resource_paths_in(item, rules) for item in node))
+    if not isinstance(node, dict):
+        return set()
+    paths: set[str] = set()
+    for key, value in node.items():
+        if key.lower() == "resourceuri" and isinstance(value, str):
+            paths.add(rules.resource_path(value))
+        elif key.lower() == "relativeresourceuri" and isinstance(value, str):
+            paths.add(rules.relative_path(value))
+        else:
+            paths |= resource_paths_in(value, rules)
+    return paths
+
+
 def sample_resource_paths() -> set[str]:
     """Every resource path that the sample notifications in events/ name (404 samples aside)."""
     rules = ResourceRules()
     paths: set[str] = set()
-
-    def walk(node: object) -> None:
-        if isinstance(node, str) and node.lstrip()[:1] in ("{", "["):
-            with contextlib.suppress(ValueError):
-                walk(json.loads(node))  # an API Gateway event's body
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-        elif isinstance(node, dict):
-            for key, value in node.items():
-                if key.lower() == "resourceuri" and isinstance(value, str):
-                    paths.add(rules.resource_path(value))
-                elif key.lower() == "relativeresourceuri" and isinstance(value, str):
-                    paths.add(rules.relative_path(value))
-                else:
-                    walk(value)
-
     for file in EVENTS.glob("*.json"):
         if file.resolve() != DEFAULT_FIXTURES.resolve():
-            walk(json.loads(file.read_text()))
+            paths |= resource_paths_in(json.loads(file.read_text()), rules)
     return {p for p in paths if not any(s.startswith("missing") for s in p.split("/")[3:])}
 
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aws_lambda_powertools.shared import user_agent
 
 from visma_webhooks.adapters.dynamodb import PowertoolsStageGuard
-from visma_webhooks_local.lambda_events import LambdaContext
+from visma_webhooks_local.stack.lambda_events import LambdaContext
 
 
 def test_stage_calls_do_not_pile_up_client_hooks(idempotency_table, monkeypatch):

@@ -10,8 +10,8 @@ import requests
 
 from tests.conftest import drain
 from visma_webhooks.domain.signature import SIGNATURE_HEADER, sign
-from visma_webhooks_local.stack import FunctionPool
-from visma_webhooks_local.webhook_server import MAX_PAYLOAD_BYTES, WebhookServer
+from visma_webhooks_local.stack.functions import FunctionPool
+from visma_webhooks_local.stack.webhook_server import MAX_PAYLOAD_BYTES, WebhookServer
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.text import Text
 
-from visma_webhooks_local.cli import _feedback_text
+from visma_webhooks_local.cli.rendering import feedback_text as _feedback_text
 
 
 def plain(markup: str) -> str:

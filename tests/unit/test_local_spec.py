@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from tests.template.cfn import cfn, parameter_values, resources
-from visma_webhooks_local.spec import StackSpec
-from visma_webhooks_local.template import DEFAULT_TEMPLATE, ResourceRef, Template, TemplateError, load
+from visma_webhooks_local.stack.spec import StackSpec
+from visma_webhooks_local.stack.template import DEFAULT_TEMPLATE, ResourceRef, Template, TemplateError, load
 
 
 @pytest.fixture(scope="module")

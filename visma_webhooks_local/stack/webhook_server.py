@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from visma_webhooks_local.lambda_events import http_api_event
+from visma_webhooks_local.stack.lambda_events import http_api_event
 
 log = logging.getLogger(__name__)
 

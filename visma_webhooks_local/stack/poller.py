@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
 from visma_webhooks.domain.processing import FINAL
 from visma_webhooks.domain.queueing import message_attribute
-from visma_webhooks_local.lambda_events import LambdaContext, sqs_event
+from visma_webhooks_local.stack.lambda_events import LambdaContext, sqs_event
 
 log = logging.getLogger(__name__)
 

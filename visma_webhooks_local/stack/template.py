@@ -11,13 +11,14 @@ the parameters' defaults (or overrides): ``Ref``, ``Fn::Sub``, ``Fn::FindInMap``
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from visma_webhooks_local.functions import PROJECT_ROOT
+from visma_webhooks_local.stack.functions import PROJECT_ROOT
 
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
 NO_VALUE = object()  # AWS::NoValue: the property is left out
@@ -39,8 +40,10 @@ def _intrinsic(loader: _Loader, suffix: str, node: yaml.Node) -> dict[str, Any]:
             value = value.split(".", 1)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
-    else:
+    elif isinstance(node, yaml.MappingNode):
         value = loader.construct_mapping(node, deep=True)
+    else:
+        raise TemplateError(f"!{suffix}: unexpected YAML node {type(node).__name__}")
     return {name: value}
 
 
@@ -166,46 +169,57 @@ class Template:
         return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
     def _function(self, name: str, arg: Any) -> Any:
-        if name == "Fn::GetAtt":
-            logical_id, attribute = arg if isinstance(arg, list) else str(arg).split(".", 1)
-            if logical_id not in self.resources:
-                raise TemplateError(f"!GetAtt {logical_id}.{attribute}: no such resource")
-            return ResourceRef(logical_id, attribute)
-        if name == "Fn::Sub":
-            return self._sub(arg)
-        if name == "Fn::FindInMap":
-            mapping, top, second = (self.resolve(a) for a in arg[:3])
-            try:
-                return self.data["Mappings"][mapping][top][second]
-            except (KeyError, TypeError):
-                if len(arg) > 3 and isinstance(arg[3], dict) and "DefaultValue" in arg[3]:
-                    return self.resolve(arg[3]["DefaultValue"])
-                raise TemplateError(f"!FindInMap {mapping}/{top}/{second}: no such entry") from None
-        if name == "Fn::If":
-            condition, when_true, when_false = arg
-            return self.resolve(when_true if self.condition(condition) else when_false)
-        if name == "Fn::Equals":
-            left, right = (self.resolve(a) for a in arg)
-            return str(left) == str(right)
-        if name == "Fn::Not":
-            return not self._truth(arg[0])
-        if name == "Fn::And":
-            return all(self._truth(a) for a in arg)
-        if name == "Fn::Or":
-            return any(self._truth(a) for a in arg)
-        if name == "Fn::Join":
-            separator, items = arg
-            parts = self.resolve(items)
-            if any(isinstance(p, ResourceRef) for p in parts):
-                raise TemplateError("!Join over a resource reference cannot be resolved locally")
-            return str(separator).join(str(p) for p in parts)
-        if name == "Fn::Select":
-            index, items = self.resolve(arg[0]), self.resolve(arg[1])
-            return items[int(index)]
-        if name == "Fn::Split":
-            separator, text = arg[0], self.resolve(arg[1])
-            return str(text).split(separator)
-        raise TemplateError(f"{name} is not supported by the local stack")
+        evaluate = _FUNCTIONS.get(name)
+        if evaluate is None:
+            raise TemplateError(f"{name} is not supported by the local stack")
+        return evaluate(self, arg)
+
+    def _get_att(self, arg: Any) -> ResourceRef:
+        logical_id, attribute = arg if isinstance(arg, list) else str(arg).split(".", 1)
+        if logical_id not in self.resources:
+            raise TemplateError(f"!GetAtt {logical_id}.{attribute}: no such resource")
+        return ResourceRef(logical_id, attribute)
+
+    def _find_in_map(self, arg: Any) -> Any:
+        mapping, top, second = (self.resolve(a) for a in arg[:3])
+        try:
+            return self.data["Mappings"][mapping][top][second]
+        except (KeyError, TypeError):
+            if len(arg) > 3 and isinstance(arg[3], dict) and "DefaultValue" in arg[3]:
+                return self.resolve(arg[3]["DefaultValue"])
+            raise TemplateError(f"!FindInMap {mapping}/{top}/{second}: no such entry") from None
+
+    def _if(self, arg: Any) -> Any:
+        condition, when_true, when_false = arg
+        return self.resolve(when_true if self.condition(condition) else when_false)
+
+    def _equals(self, arg: Any) -> bool:
+        left, right = (self.resolve(a) for a in arg)
+        return str(left) == str(right)
+
+    def _not(self, arg: Any) -> bool:
+        return not self._truth(arg[0])
+
+    def _and(self, arg: Any) -> bool:
+        return all(self._truth(a) for a in arg)
+
+    def _or(self, arg: Any) -> bool:
+        return any(self._truth(a) for a in arg)
+
+    def _join(self, arg: Any) -> str:
+        separator, items = arg
+        parts = self.resolve(items)
+        if any(isinstance(p, ResourceRef) for p in parts):
+            raise TemplateError("!Join over a resource reference cannot be resolved locally")
+        return str(separator).join(str(p) for p in parts)
+
+    def _select(self, arg: Any) -> Any:
+        index, items = self.resolve(arg[0]), self.resolve(arg[1])
+        return items[int(index)]
+
+    def _split(self, arg: Any) -> list[str]:
+        separator, text = arg[0], self.resolve(arg[1])
+        return str(text).split(separator)
 
     def _truth(self, value: Any) -> bool:
         if isinstance(value, dict) and set(value) == {"Condition"}:
@@ -241,6 +255,21 @@ class Template:
                 return refs[0]  # "${Queue.Arn}" alone is just the reference
             raise TemplateError(f"!Sub {text!r} names resources; it cannot be resolved locally")
         return result
+
+
+_FUNCTIONS: dict[str, Callable[[Template, Any], Any]] = {
+    "Fn::GetAtt": Template._get_att,
+    "Fn::Sub": Template._sub,
+    "Fn::FindInMap": Template._find_in_map,
+    "Fn::If": Template._if,
+    "Fn::Equals": Template._equals,
+    "Fn::Not": Template._not,
+    "Fn::And": Template._and,
+    "Fn::Or": Template._or,
+    "Fn::Join": Template._join,
+    "Fn::Select": Template._select,
+    "Fn::Split": Template._split,
+}
 
 
 def _is_intrinsic(node: Any) -> bool:

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from visma_webhooks_local.template import ResourceRef, Template, TemplateError
+from visma_webhooks_local.stack.template import ResourceRef, Template, TemplateError
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.type_defs import AttributeDefinitionTypeDef, KeySchemaElementTypeDef
+    from types_boto3_sqs.literals import QueueAttributeNameType
 
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 SECRET_TYPE = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type
-QUEUE_ATTRIBUTES = (
+QUEUE_ATTRIBUTES: tuple[QueueAttributeNameType, ...] = (
     "VisibilityTimeout",
     "MessageRetentionPeriod",
     "DelaySeconds",
@@ -29,14 +33,14 @@ LAMBDA_DEFAULT_TIMEOUT = 3
 @dataclass
 class QueueSpec:
     logical_id: str
-    attributes: dict[str, str]
+    attributes: dict[QueueAttributeNameType, str]
 
 
 @dataclass
 class TableSpec:
     logical_id: str
-    key_schema: list[dict[str, str]]
-    attribute_definitions: list[dict[str, str]]
+    key_schema: list[KeySchemaElementTypeDef]
+    attribute_definitions: list[AttributeDefinitionTypeDef]
     ttl_attribute: str | None
 
 
@@ -122,8 +126,8 @@ def _queues(template: Template) -> tuple[str, str]:
     return (preferred or candidates)[0]
 
 
-def _queue_attributes(template: Template, logical_id: str) -> dict[str, str]:
-    attributes = {}
+def _queue_attributes(template: Template, logical_id: str) -> dict[QueueAttributeNameType, str]:
+    attributes: dict[QueueAttributeNameType, str] = {}
     for name in QUEUE_ATTRIBUTES:
         value = template.prop(logical_id, name)
         if value is not None:

@@ -1,0 +1,72 @@
+"""``python -m visma_webhooks_local.sandbox``: the sandbox in its own process, until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from visma_webhooks_local.sandbox.server import VismaSandbox
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m visma_webhooks_local.sandbox",
+        description="An embedded Visma.net ERP API sandbox: a threaded HTTP server on loopback.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--fixtures", type=Path, default=None, help="JSON file: path → document")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API call")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of API calls answered 503")
+    parser.add_argument("--throttle-rate", type=float, default=0.0, help="fraction answered 429")
+    parser.add_argument(
+        "--timeout-rate", type=float, default=0.0, help="fraction that hang --timeout-seconds"
+    )
+    parser.add_argument("--timeout-seconds", type=float, default=30.0)
+    parser.add_argument("--rate-limit", type=int, default=100_000, help="API calls per tenant per window")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--client-id", default=None, help="require this client id (and --client-secret)")
+    parser.add_argument("--client-secret", default=None)
+    parser.add_argument("--no-synthesize", action="store_true", help="404 for every path not in the fixtures")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        sandbox = VismaSandbox(
+            port=args.port,
+            fixtures=args.fixtures,
+            latency=args.latency,
+            error_rate=args.error_rate,
+            throttle_rate=args.throttle_rate,
+            seed=args.seed,
+            timeout_rate=args.timeout_rate,
+            timeout_seconds=args.timeout_seconds,
+            host=args.host,
+            client_id=args.client_id,
+            client_secret=args.client_secret,
+            rate_limit=args.rate_limit,
+            synthesize=not args.no_synthesize,
+        )
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    sandbox.start()
+    print(f"Visma sandbox listening on {sandbox.url}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sandbox.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

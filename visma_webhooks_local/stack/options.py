@@ -1,0 +1,71 @@
+"""What ``visma-webhooks local`` can be told: the stack's ports, Visma, the queue and the processor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from visma_webhooks_local.stack.state import DEFAULT_STATE_FILE
+from visma_webhooks_local.stack.template import DEFAULT_TEMPLATE
+
+STACK_NAME = "visma-webhooks-local"
+DEFAULT_WEBHOOK_SECRET = "local-demo-secret"  # noqa: S105 - the documented local default
+DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"  # noqa: S105 - a URL
+DEFAULT_SCOPE = "vismanet_erp_service_api:read vismanet_erp_service_api:create"
+LOCAL_RETRY_BASE_SECONDS = 1.0
+
+
+@dataclass
+class VismaOptions:
+    """Where the processor finds Visma; all None means the embedded sandbox."""
+
+    base_url: str | None = None
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    scope: str | None = DEFAULT_SCOPE
+
+    @property
+    def external(self) -> bool:
+        return bool(self.base_url)
+
+    def missing(self) -> list[str]:
+        """The options a real Visma still needs once any of them is given (none for the sandbox)."""
+        if not (self.base_url or self.token_url or self.client_id or self.client_secret):
+            return []
+        given = (
+            ("--visma-base-url", self.base_url),
+            ("--client-id", self.client_id),
+            ("--client-secret", self.client_secret),
+        )
+        return [name for name, value in given if not value]
+
+
+@dataclass
+class SandboxOptions:
+    latency: float = 0.0
+    error_rate: float = 0.0
+    throttle_rate: float = 0.0
+    port: int = 0
+
+
+@dataclass
+class LocalOptions:
+    port: int = 3000
+    host: str = "127.0.0.1"
+    visma: VismaOptions = field(default_factory=VismaOptions)
+    sandbox: SandboxOptions = field(default_factory=SandboxOptions)
+    webhook_secrets: list[str] = field(default_factory=lambda: [DEFAULT_WEBHOOK_SECRET])
+    max_receive_count: int | None = None
+    visibility_timeout: int | None = None
+    processor_timeout: float | None = None
+    retry_base_seconds: float = LOCAL_RETRY_BASE_SECONDS
+    aws_endpoint_url: str | None = None
+    handler_modules: str | None = None
+    processor: bool = True
+    pollers: int = 1
+    ingest_instances: int = 4
+    template: Path = DEFAULT_TEMPLATE
+    state_file: Path = DEFAULT_STATE_FILE
+    function_log: Path | None = None  # None: the functions' logs go to stderr
+    stack_name: str = STACK_NAME
