@@ -190,15 +190,16 @@ class Poller:
                 failed = {m["MessageId"] for m in messages}
             else:
                 failed = {f.get("itemIdentifier") for f in (response or {}).get("batchItemFailures") or []}
-            done = [m for m in messages if m["MessageId"] not in failed]
-            self._delete(done)
-            self.batches += 1
+            # Counted and reported before the deletes: once the queue shows a batch done, its
+            # report is out.
             records = self._records(messages, failed, error)
+            self.batches += 1
             if self.report is not None and records:
                 try:
                     self.report(records)
                 except Exception:
                     log.exception("could not report the batch")
+            self._delete([m for m in messages if m["MessageId"] not in failed])
             return records
         finally:
             self.busy.clear()

@@ -37,7 +37,7 @@ class _Server(ThreadingHTTPServer):
 class WebhookServer:
     """A threaded HTTP server that hands each webhook request to ``invoke`` (the ingest function).
 
-    ``observe(status, body)`` is called after each webhook request (for the console).
+    ``observe(status, body)`` is called for each webhook request, before its answer is sent.
     """
 
     def __init__(
@@ -95,21 +95,23 @@ class _Handler(BaseHTTPRequestHandler):
         query = urlsplit(self.path).query
         if query:
             event["rawQueryString"] = query
+        # Each delivery is observed before its answer goes out: whoever has the answer can
+        # count on the observer having seen it.
         try:
             result = self.owner.invoke(event)
         except Exception:
             log.exception("the ingest function failed")
-            self._reply(500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}')
             self._observe(500, None)
+            self._reply(500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}')
             return
         status = int(result.get("statusCode", 200))
         raw = result.get("body") or ""
         payload = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode("utf-8")
-        self._reply(status, {str(k): str(v) for k, v in (result.get("headers") or {}).items()}, payload)
         parsed = None
         with contextlib.suppress(ValueError):
             parsed = json.loads(payload) if payload else None
         self._observe(status, parsed if isinstance(parsed, dict) else None)
+        self._reply(status, {str(k): str(v) for k, v in (result.get("headers") or {}).items()}, payload)
 
     def _not_found(self) -> None:
         self._discard_body()
