@@ -34,12 +34,19 @@ HERE = Path(__file__).resolve().parent
 SECRET = "e2e-webhook-secret"
 CLIENT_ID, CLIENT_SECRET = "e2e-client", "e2e-client-secret"
 TENANT = "1262489"
+COLUMNS = "80"  # the width the CLI's output and help must read well at
 
 
 def cli() -> list[str]:
     """The installed console script, or the module when run outside the venv."""
     script = Path(sys.executable).with_name("visma-webhooks")
     return [str(script)] if script.exists() else [sys.executable, "-m", "visma_webhooks_local.cli"]
+
+
+@pytest.fixture(autouse=True)
+def cli_width(monkeypatch):
+    """Every CLI a test runs reads its terminal width from here."""
+    monkeypatch.setenv("COLUMNS", COLUMNS)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
@@ -90,6 +97,7 @@ class LocalStackProcess:
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
             "E2E_RUNS_FILE": str(self.runs_file),
+            "COLUMNS": COLUMNS,
         }
         self.command = [
             *cli(),
@@ -179,7 +187,7 @@ class LocalStackProcess:
             [*cli(), *args, "--state-file", str(self.state_file)],
             capture_output=True,
             text=True,
-            env={**self.env, "COLUMNS": "200"},
+            env=self.env,
             timeout=timeout,
             cwd=self.workdir,
             check=False,

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.e2e.conftest import cli, legacy_item, new_id
+from tests.e2e.conftest import COLUMNS, cli, legacy_item, new_id
 from visma_webhooks.domain.parsing import parse_delivery
 from visma_webhooks.domain.queueing import notification_message
 from visma_webhooks.domain.resources import ResourceRules
@@ -67,7 +67,7 @@ def account():
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",  # --region must win over it
-        "COLUMNS": "200",
+        "COLUMNS": COLUMNS,
     }
     env.pop("AWS_PROFILE", None)
     session = boto3.session.Session(
