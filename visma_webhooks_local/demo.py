@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -268,8 +268,4 @@ def _stop(child: subprocess.Popen) -> int:
 
 
 def _cleanup(workdir: Path) -> None:
-    for path in workdir.iterdir():
-        with contextlib.suppress(OSError):
-            path.unlink()
-    with contextlib.suppress(OSError):
-        os.rmdir(workdir)
+    shutil.rmtree(workdir, ignore_errors=True)

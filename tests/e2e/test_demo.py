@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.conftest import cli
+from tests.e2e.conftest import COLUMNS, cli
 from visma_webhooks_local.demo import EVENTS_DIR, plan, samples
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-demo")]
@@ -30,12 +30,15 @@ def test_the_plan_covers_every_sample_a_duplicate_and_a_missing_resource():
 
 
 def test_demo_sends_every_sample_and_every_notification_reaches_its_expected_outcome(tmp_path):
+    cwd, temp = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    temp.mkdir()
     result = subprocess.run(  # noqa: S603
         [*cli(), "demo"],
         capture_output=True,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": COLUMNS, "TMPDIR": str(temp)},
+        cwd=cwd,
         timeout=120,
         check=False,
     )
@@ -55,4 +58,5 @@ def test_demo_sends_every_sample_and_every_notification_reaches_its_expected_out
         assert {"succeeded": "✓ success", "failed": "✗ failure", "duplicate": "none again (dedup)"}[
             row.expected
         ] in line
-    assert not list(tmp_path.iterdir())  # the demo leaves nothing behind in the working directory
+    assert not list(cwd.iterdir())  # the demo leaves nothing behind in the working directory
+    assert not list(temp.iterdir())  # nor its work directory, once every notification reached its outcome
