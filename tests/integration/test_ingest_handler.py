@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from tests.conftest import EVENTS, REGION, deliver, drain, load_event, record_batch_calls
-from visma_webhooks.domain.ingest import ConfigurationError
+from visma_webhooks.domain.errors import ConfigurationError
 from visma_webhooks.domain.models import Notification
 from visma_webhooks.domain.queueing import MAX_BATCH_BYTES, QUARANTINE_KEY, REJECTION_ATTRIBUTE
 from visma_webhooks.domain.signature import SIGNATURE_HEADER, sign

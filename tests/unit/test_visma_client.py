@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from visma_webhooks.adapters.visma_http import (
+from visma_webhooks.adapters.visma_http import VismaClient
+from visma_webhooks.domain.errors import (
     PermanentVismaError,
     ThrottledError,
     TransientVismaError,
     VismaAuthError,
-    VismaClient,
 )
 from visma_webhooks_local.sandbox import VismaSandbox
 
