@@ -138,12 +138,12 @@ def _measure(app: Any, queues: dict[str, str], endpoint: str, rounds: int) -> di
         "problems": problems[:10],
     }
     calls_ok = not problems
-    for n, observed in calls.items():
+    for size, observed in calls.items():
         distinct = sorted({json.dumps(c, sort_keys=True) for c in observed})
-        expected = math.ceil(int(n) / 10)
+        expected = math.ceil(int(size) / 10)
         ok = all(c == {"SendMessageBatch": expected} for c in observed)
         calls_ok = calls_ok and ok
-        result["sqs_calls"][n] = {
+        result["sqs_calls"][size] = {
             "expected": expected,
             "observed": [json.loads(d) for d in distinct],
             "met": ok,

@@ -25,7 +25,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import (
     FAKE_CREDENTIALS,
@@ -42,6 +42,9 @@ from visma_webhooks.domain.models import Notification
 from visma_webhooks.domain.queueing import enqueue, notification_message
 from visma_webhooks_local.stack.functions import load_function
 from visma_webhooks_local.stack.lambda_events import LambdaContext, sqs_event
+
+if TYPE_CHECKING:
+    from types_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef, MessageTypeDef
 
 LATENCY = 0.05
 ROUNDS = 5
@@ -139,7 +142,7 @@ class _Bench:
     def _event(self, notifications: list[Notification]) -> dict[str, Any]:
         messages = [notification_message(i, n) for i, n in enumerate(notifications)]
         enqueue(SqsBatchSender(self.sqs, self.queue_url), messages)
-        received: list[dict[str, Any]] = []
+        received: list[MessageTypeDef] = []
         for _ in range(20):
             if len(received) >= len(messages):
                 break
@@ -161,7 +164,7 @@ class _Bench:
             elapsed = time.perf_counter() - start
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
         self.failures += sorted(failed)
-        entries = [
+        entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
             {"Id": str(i), "ReceiptHandle": r["receiptHandle"]}
             for i, r in enumerate(event["Records"])
             if r["messageId"] not in failed
