@@ -12,12 +12,14 @@ import json
 import pytest
 from rich.console import Console
 
-from benchmarks.soak import SoakConfig, run
+from benchmarks.soak.cli import run
+from benchmarks.soak.plan import RECORDED_RESULTS, SoakConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-soak")]
 
 
 def test_200_notifications_under_faults_duplicates_forgeries_and_kills_are_each_processed_once(tmp_path):
+    committed = RECORDED_RESULTS.read_bytes()
     results = tmp_path / "soak-results.json"
     config = SoakConfig(
         notifications=200,
@@ -47,3 +49,4 @@ def test_200_notifications_under_faults_duplicates_forgeries_and_kills_are_each_
     written = json.loads(results.read_text())
     assert written["passed"] is True
     assert written["figures"]["lost"] == 0
+    assert RECORDED_RESULTS.read_bytes() == committed

@@ -1,0 +1,362 @@
+"""The soak's judging: one function per invariant, each returning its violations (empty: it held).
+
+Extra feedback posts and handler runs are told apart rather than forbidden: a process
+killed after Visma's 201 (or after its handler ran) and before it could record that
+leaves the next attempt to repeat it, a window no client can close. Every such repeat
+must come from a process the soak killed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.soak.plan import Planned, SoakConfig
+from benchmarks.soak.traffic import Sent, Workload
+from benchmarks.soak.workers import Kill
+from visma_webhooks.domain.processing import COMPLETED
+from visma_webhooks.domain.queueing import message_attribute
+from visma_webhooks_local.ops import effective_outcome
+
+TRANSIENT_STEPS = ("retrying", "throttled")
+IN_TIME = "the run finished in time"
+ANSWERS = "every request got the answer it should"
+HOSTILE = "no forged or malformed notification was processed"
+DLQ = "the DLQ holds only what was designed to fail"
+FEEDBACK = "every valid notification got exactly one feedback with the right isSuccess"
+EFFECTS = "every handler effect happened exactly once"
+REPLAY = "replay after the fix drains the DLQ to success"
+PROCESSES = "processes stopped cleanly"
+KILLS = "the processor was killed mid-batch as planned"
+LOST = "nothing was lost"
+
+Record = dict[str, Any]
+
+
+@dataclass
+class Snapshot:
+    """What Visma, the outcome table and the handler's files hold at one moment."""
+
+    feedback: list[dict[str, Any]]
+    requests: list[dict[str, Any]]
+    effects: list[dict[str, Any]]
+    records: dict[str, Record]  # notification id → outcome record
+    queue: int = 0
+    dlq: int = 0
+
+
+@dataclass
+class Observed:
+    """Everything the run saw: the evidence the invariants are judged on."""
+
+    workload: Workload
+    sent: list[Sent]
+    sending_paused: float  # seconds, summed over the senders
+    kills: list[Kill]
+    timed_out: bool
+    phase1: Snapshot  # once the queue drained, before the fix
+    dlq_messages: list[dict[str, Any]]  # the DLQ at that moment
+    replay: subprocess.CompletedProcess[str]
+    moved: int | None  # DLQ messages the replay reported moved
+    final: Snapshot  # after the fix and the replay
+    codes: dict[int, int | None]  # worker pid → exit code on SIGTERM
+    stack_code: int | None
+
+    @property
+    def killed(self) -> dict[int, float]:
+        """pid → time.time() of its kill."""
+        return {k.pid: k.wall for k in self.kills}
+
+
+@dataclass
+class Judgement:
+    """The violations of each invariant, and the counts the checks made on the way."""
+
+    checks: dict[str, list[str]] = field(default_factory=dict)
+    accepted: int = 0
+    dlq_nids: Counter[str] = field(default_factory=Counter)  # copies in the DLQ per notification
+    reposts_after_kill: int = 0
+    superseded: int = 0  # gave-up notices that the replay's success superseded
+    reruns_after_kill: int = 0
+    committed: int = 0  # notifications whose handler effect happened
+    lost: list[str] = field(default_factory=list)
+    effects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by notification id
+
+    @property
+    def in_dlq(self) -> set[str]:
+        return set(self.dlq_nids)
+
+
+def final_outcome(record: Record | None) -> str | None:
+    """The notification's outcome from its history, as ``status`` and ``inspect`` read it.
+
+    A completed step wins over any later step (copies processed at the same moment append
+    in the order their writes land), and a process killed between the notification's stage
+    and its history write leaves only the next copy's "already processed: <outcome>".
+    """
+    return effective_outcome(record) if record else None
+
+
+def history_without_outcome(record: Record | None) -> bool:
+    """The notification completed, but its history lacks the step (a kill between the two writes)."""
+    steps = [h.get("step") for h in (record or {}).get("history") or [] if isinstance(h, dict)]
+    return bool(steps) and not any(s in COMPLETED for s in steps)
+
+
+def expected_outcome(p: Planned) -> str:
+    return "failed" if p.kind == "missing" else "succeeded"
+
+
+def judge(config: SoakConfig, observed: Observed) -> Judgement:
+    """Every invariant, in the order the summary shows them."""
+    j = Judgement()
+    if observed.timed_out:
+        j.checks[IN_TIME] = [f"not drained within {config.timeout:.0f} s"]
+    j.checks[ANSWERS] = answers(observed, j)
+    j.checks[HOSTILE] = hostile(observed)
+    j.checks[DLQ] = dead_letters(config, observed, j)
+    j.checks[FEEDBACK] = feedback(observed, j)
+    j.checks[EFFECTS] = handler_effects(observed, j)
+    j.checks[REPLAY] = replay(observed, j)
+    j.checks[PROCESSES] = processes(observed)
+    j.checks[KILLS] = kills(config, observed)
+    j.checks[LOST] = j.lost[:20]
+    return j
+
+
+def answers(observed: Observed, j: Judgement) -> list[str]:
+    """Each request got 202 with every item accepted, 401 or 400/413; counts ``accepted``."""
+    found = []
+    for s in observed.sent:
+        if s.status not in s.request.expect:
+            found.append(f"{s.request.label}: HTTP {s.status} {str(s.body)[:120]}")
+            continue
+        if s.request.label == "valid":
+            body = s.body if isinstance(s.body, dict) else {}
+            got = body.get("accepted")
+            j.accepted += got or 0
+            if got != len(s.request.nids) or body.get("rejected"):
+                found.append(f"valid request of {len(s.request.nids)}: {str(s.body)[:160]}")
+    w = observed.workload
+    expected = 2 * len(w.valid) + len(w.forged) + len(w.malformed)
+    if len(observed.sent) != expected:
+        found.append(f"{len(observed.sent)} requests answered of {expected}")
+    return found
+
+
+def hostile(observed: Observed) -> list[str]:
+    """No forged or malformed notification is anywhere: records, feedback, effects, DLQ, Visma's log."""
+    w, final = observed.workload, observed.final
+    ids = {nid for r in w.forged + w.malformed for nid in r.nids}
+    found = []
+    for where, seen in (
+        ("outcome records", set(final.records)),
+        ("feedback", {f["notificationId"] for f in final.feedback}),
+        ("handler effects", {e["id"] for e in final.effects}),
+        ("the DLQ", {message_attribute(m, "notification_id") for m in observed.dlq_messages}),
+    ):
+        if ids & seen:
+            found.append(f"{len(ids & seen)} in {where}")
+    fetched = [r["path"] for r in final.requests if "/forged-" in r["path"] or "/malformed-" in r["path"]]
+    if fetched:
+        found.append(f"Visma was asked for {fetched[:3]}")
+    unknown = set(final.records) - set(w.by_nid) - ids
+    if unknown:
+        found.append(f"{len(unknown)} outcome records of unknown notifications")
+    return found
+
+
+def dead_letters(config: SoakConfig, observed: Observed, j: Judgement) -> list[str]:
+    """The DLQ after phase 1: valid copies that used up their receives on transient failures.
+
+    Every outage notification is there with both copies; no 404 without a transient failure
+    on its way. Counts ``dlq_nids``.
+    """
+    by_nid = observed.workload.by_nid
+    found = []
+    for m in observed.dlq_messages:
+        nid = message_attribute(m, "notification_id")
+        if nid is None or nid not in by_nid:
+            found.append(f"message {m['MessageId']} is no valid notification ({m['Body'][:80]})")
+            continue
+        j.dlq_nids[nid] += 1
+        record = observed.phase1.records.get(nid) or {}
+        steps = [h.get("step") for h in record.get("history") or []]
+        if by_nid[nid].kind == "missing" and not any(s in TRANSIENT_STEPS for s in steps):
+            found.append(f"{nid} (404) is in the DLQ without a transient failure")
+        receives = int((m.get("Attributes") or {}).get("ApproximateReceiveCount", "0"))
+        if receives and receives < config.max_receive_count:
+            found.append(f"{nid} went to the DLQ after {receives} receives")
+    for p in observed.workload.planned:
+        if p.kind == "outage" and j.dlq_nids[p.nid] != 2:
+            found.append(f"outage notification {p.nid} has {j.dlq_nids[p.nid]} copies in the DLQ, not 2")
+    return found
+
+
+def _deduplicated(
+    posts: list[dict[str, Any]], killed: dict[int, float], found: list[str]
+) -> tuple[dict[str, list[bool]], int]:
+    """The distinct isSuccess values posted for each notification, and the repeats made by killed processes.
+
+    A repeat by a process that was not killed is a violation.
+    """
+    same: dict[tuple[str, bool], list[dict[str, Any]]] = defaultdict(list)
+    for f in posts:
+        same[(f["notificationId"], f["isSuccess"])].append(f)
+    kept: dict[str, list[bool]] = defaultdict(list)
+    reposts = 0
+    for (nid, success), repeated in same.items():
+        for extra in repeated[:-1]:
+            if extra.get("pid") in killed:
+                reposts += 1
+            else:
+                found.append(
+                    f"{nid}: feedback isSuccess={success} posted {len(repeated)} times "
+                    f"(by pids {[f.get('pid') for f in repeated]}, none killed before the repeat)"
+                )
+        kept[nid].append(success)
+    return kept, reposts
+
+
+def _before_replay(p: Planned, before: set[bool], in_dlq: bool) -> str | None:
+    """Before the fix: the right isSuccess; for one in the DLQ, anything but a 404's success."""
+    if in_dlq:
+        if p.kind == "missing" and True in before:
+            return f"{p.nid} (404): a success feedback"
+        return None
+    right = p.kind != "missing"
+    if before != {right}:
+        return f"{p.nid} ({p.kind}) before the replay: feedback {sorted(before)}, expected [{right}]"
+    return None
+
+
+def _after_replay(p: Planned, after: set[bool], last: bool | None, in_dlq: bool) -> tuple[str | None, bool]:
+    """At the end: a 404 only failed, anything else succeeded last; and whether a notice was superseded.
+
+    A failure besides the success is the gave-up notice of a copy that went to the DLQ.
+    """
+    if p.kind == "missing":
+        if after != {False}:
+            return f"{p.nid} (404): final feedback {sorted(after)}, expected [False]", False
+        return None, False
+    if True not in after:
+        return f"{p.nid}: no success feedback at the end ({sorted(after)})", False
+    if last is not True:
+        return f"{p.nid}: the last feedback Visma shows is a failure, after the success", False
+    if False not in after:
+        return None, False
+    if in_dlq:
+        return None, True
+    return f"{p.nid}: a failure feedback, yet no copy went to the DLQ", False
+
+
+def _lost(p: Planned, record: Record | None, after: set[bool], last: bool | None) -> bool:
+    """Without its final outcome, or without the feedback Visma should show last."""
+    right_feedback = after == {False} if p.kind == "missing" else last is True
+    return final_outcome(record) != expected_outcome(p) or not right_feedback
+
+
+def feedback(observed: Observed, j: Judgement) -> list[str]:
+    """One feedback per notification with the right isSuccess, the right one last.
+
+    Counts ``reposts_after_kill``, ``superseded`` and ``lost``.
+    """
+    found: list[str] = []
+    killed = observed.killed
+    before, _ = _deduplicated(observed.phase1.feedback, killed, found)
+    after, j.reposts_after_kill = _deduplicated(observed.final.feedback, killed, found)
+    last = {f["notificationId"]: f["isSuccess"] for f in observed.final.feedback}
+    in_dlq = j.in_dlq
+    for p in observed.workload.planned:
+        b, a = set(before.get(p.nid, [])), set(after.get(p.nid, []))
+        early = _before_replay(p, b, p.nid in in_dlq)
+        late, superseded = _after_replay(p, a, last.get(p.nid), p.nid in in_dlq)
+        found += [v for v in (early, late) if v]
+        j.superseded += superseded
+        if _lost(p, observed.final.records.get(p.nid), a, last.get(p.nid)):
+            j.lost.append(p.nid)
+    return found
+
+
+def _runs(p: Planned, runs: list[dict[str, Any]], before_fix: int) -> list[str]:
+    """A resource that exists was counted, a 404 never, an outage not before the fix."""
+    found = []
+    if p.kind == "ok" and not runs:
+        found.append(f"{p.nid}: the handler never ran")
+    if p.kind == "missing" and runs:
+        found.append(f"{p.nid} (404): the handler ran {len(runs)} times")
+    if p.kind == "outage" and before_fix:
+        found.append(f"{p.nid} (outage): the handler ran before Visma was fixed")
+    return found
+
+
+def handler_effects(observed: Observed, j: Judgement) -> list[str]:
+    """Each handler effect once: every run but the last came from a process killed after it.
+
+    Counts ``reruns_after_kill``, ``committed`` and ``effects``.
+    """
+    effects: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in observed.final.effects:
+        effects[e["id"]].append(e)
+    before_fix: Counter[str] = Counter(e["id"] for e in observed.phase1.effects)
+    killed = observed.killed
+    found = []
+    for p in observed.workload.planned:
+        runs = sorted(effects.get(p.nid, []), key=lambda e: e["at"])
+        found += _runs(p, runs, before_fix[p.nid])
+        for e in runs[:-1]:
+            if e["pid"] in killed and e["at"] <= killed[e["pid"]]:
+                j.reruns_after_kill += 1
+            else:
+                found.append(
+                    f"{p.nid}: the handler ran {len(runs)} times (pids {[r['pid'] for r in runs]}); "
+                    f"pid {e['pid']} was not killed after its run"
+                )
+    j.committed = sum(1 for p in observed.workload.planned if p.kind != "missing" and effects.get(p.nid))
+    j.effects = effects
+    return found
+
+
+def replay(observed: Observed, j: Judgement) -> list[str]:
+    """``replay`` moved the whole DLQ, both queues drained, and each replayed one ended right."""
+    found = []
+    done = observed.replay
+    if done.returncode != 0:
+        found.append(f"visma-webhooks replay exited {done.returncode}: {done.stderr[-300:]}")
+    dlq = len(observed.dlq_messages)
+    if observed.moved is not None and observed.moved != dlq:
+        found.append(f"replay moved {observed.moved} of the {dlq} DLQ messages")
+    final = observed.final
+    if final.queue or final.dlq:
+        found.append(f"after the replay: queue {final.queue}, DLQ {final.dlq}")
+    by_nid = observed.workload.by_nid
+    for nid in j.in_dlq:
+        outcome = final_outcome(final.records.get(nid))
+        if outcome != expected_outcome(by_nid[nid]):
+            found.append(f"{nid} ({by_nid[nid].kind}) ended {outcome}")
+    return found
+
+
+def processes(observed: Observed) -> list[str]:
+    """Every worker and the local stack exited 0 on SIGTERM."""
+    found = [
+        f"visma-webhooks process (pid {pid}) exited {code} on SIGTERM"
+        for pid, code in observed.codes.items()
+        if code != 0
+    ]
+    if observed.stack_code != 0:
+        found.append(f"visma-webhooks local exited {observed.stack_code} on SIGTERM")
+    return found
+
+
+def kills(config: SoakConfig, observed: Observed) -> list[str]:
+    """Every planned kill happened, each within 0.5 s of its process's last effect (mid-batch)."""
+    if len(observed.kills) < config.kills:
+        return [f"{len(observed.kills)} kills of {config.kills}"]
+    return [
+        f"the kill of pid {k.pid} came {k.last_effect_ago:.2f} s after its last effect"
+        for k in observed.kills
+        if k.last_effect_ago > 0.5
+    ]

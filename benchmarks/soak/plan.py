@@ -1,0 +1,106 @@
+"""The soak's settings and its workload: which notifications, of which kind, for which tenant."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# ``make soak`` writes its figures under the git-ignored build/; ``--record`` updates the committed file.
+RESULTS = ROOT / "build" / "soak" / "soak-results.json"
+RECORDED_RESULTS = ROOT / "benchmarks" / "soak-results.json"
+# entity path, legacy event, dispatcher display name, id format
+ENTITIES = (
+    ("customer", "customer_changed", "Customer Changed", "{}"),
+    ("supplier", "supplier_changed", "Supplier Changed", "{}"),
+    ("inventory", "inventoryitem_changed", "Inventory Item Changed", "ITEM-{}"),
+    ("salesorder", "salesorder_changed", "Sales Order Changed", "SO/{}"),
+    ("customerinvoice", "customerinvoice_changed", "AR Invoice Changed", "{}"),
+)
+
+
+@dataclass
+class SoakConfig:
+    notifications: int = 2000
+    kills: int = 6
+    seed: int = 20261124
+    fault_rate: float = 0.20  # of all Visma calls: 5xx, 429 and timeouts in these shares
+    fault_shares: tuple[float, float, float] = (0.5, 0.3, 0.2)
+    missing_rate: float = 0.01  # resources that are permanently 404
+    outage_rate: float = 0.005  # resources answering 503 until Visma is fixed
+    dispatcher_share: float = 0.1  # notifications sent as single dispatcher deliveries
+    concurrent_share: float = 0.35  # delivery pairs sent at the same instant
+    max_group: int = 20
+    tenants: int = 8
+    forged: int | None = None  # default: 5 % of the valid requests, at least 11
+    malformed: int | None = None  # default: the same
+    max_receive_count: int = 6
+    processor_timeout: int = 6
+    visibility_timeout: int = 8
+    retry_base_seconds: float = 0.25
+    processes: int = 2
+    pollers: int = 4
+    senders: int = 4
+    # Sending waits while the queue holds this many messages: moto's SQS scans every message
+    # of the queue on each receive and delete, so a backlog of thousands only measures moto.
+    max_backlog: int = 250
+    timeout: float = 1800.0  # the whole run: a guard against a hang (it takes 4 to 14 minutes)
+    workdir: Path | None = None
+    keep: bool = False  # keep the work directory (logs, effects)
+    results: Path | None = RESULTS
+
+
+@dataclass
+class Planned:
+    nid: str
+    tenant: str
+    path: str  # /v1/...
+    kind: str  # ok | missing | outage
+    fmt: str  # legacy | dispatcher
+    entity: int
+
+
+def new_uuid(rng: random.Random) -> str:
+    """A version 4 UUID drawn from ``rng``, so that a seed repeats the run's ids."""
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _kinds(config: SoakConfig, rng: random.Random) -> list[str]:
+    """ok, missing (404 for good) or outage (503 until the fix) for each notification."""
+    n = config.notifications
+    missing_count = max(1, round(n * config.missing_rate))
+    special = rng.sample(range(n), missing_count + max(1, round(n * config.outage_rate)))
+    kinds = ["ok"] * n
+    for i in special[:missing_count]:
+        kinds[i] = "missing"
+    for i in special[missing_count:]:
+        kinds[i] = "outage"
+    return kinds
+
+
+def _resource_id(kind: str, i: int, id_format: str, n: int, rng: random.Random) -> str:
+    if kind == "missing":
+        return f"missing-{i}"
+    if kind == "outage":
+        return f"outage-{i}"
+    # A pool smaller than the run, so that one resource is named by several notifications.
+    return id_format.format(rng.randint(10000, 10000 + max(10, n // 3)))
+
+
+def plan(config: SoakConfig, rng: random.Random) -> list[Planned]:
+    """The run's notifications, each with its tenant, resource, kind and format."""
+    n = config.notifications
+    kinds = _kinds(config, rng)
+    legacy_tenants = [str(1262489 + i) for i in range(config.tenants)]
+    dispatcher_tenants = [new_uuid(rng) for _ in range(max(1, config.tenants // 2))]
+    planned = []
+    for i in range(n):
+        fmt = "dispatcher" if rng.random() < config.dispatcher_share else "legacy"
+        entity = rng.randrange(len(ENTITIES))
+        name, _, _, id_format = ENTITIES[entity]
+        rid = _resource_id(kinds[i], i, id_format, n, rng)
+        tenant = rng.choice(dispatcher_tenants if fmt == "dispatcher" else legacy_tenants)
+        planned.append(Planned(new_uuid(rng), tenant, f"/v1/{name}/{rid}", kinds[i], fmt, entity))
+    return planned
