@@ -29,9 +29,8 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, OutcomeRecord
 from visma_webhooks.domain.parsing import PayloadError, parse_delivery
-from visma_webhooks.domain.processing import FINAL
 from visma_webhooks.domain.resources import ResourceRules
 from visma_webhooks_local.sending import Delivery, load_delivery, post
 from visma_webhooks_local.stack.functions import PROJECT_ROOT
@@ -207,9 +206,8 @@ def _wait_for_stack(child: subprocess.Popen, state_file: Path) -> StackState:
     raise _DemoError("the local stack did not start in time")
 
 
-def _final_steps(record: dict[str, Any] | None) -> list[str]:
-    history = (record or {}).get("history") or []
-    return [h.get("step") for h in history if isinstance(h, dict) and h.get("step") in FINAL]
+def _final_steps(record: OutcomeRecord | None) -> list[str]:
+    return record.final_steps if record is not None else []
 
 
 def _wait_until_settled(store: DynamoDBOutcomeStore, rows: list[Row]) -> bool:

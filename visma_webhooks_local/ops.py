@@ -20,8 +20,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
-from visma_webhooks.domain.processing import ALREADY_PROCESSED, COMPLETED, FINAL, RETRIED
+from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, OutcomeRecord
+from visma_webhooks.domain.processing import FINAL, RETRIED
 from visma_webhooks.domain.queueing import message_attribute as attribute
 from visma_webhooks_local.stack.state import StackError, StackState
 
@@ -92,33 +92,6 @@ def stack_target(stack_name: str, region: str | None = None) -> Target:
         table_name=table,
         cloudwatch=session.client("cloudwatch"),
     )
-
-
-def effective_outcome(record: dict[str, Any]) -> str:
-    """The notification's own outcome (the record's ``outcome`` field shows the latest copy's).
-
-    The latest completed step wins over anything a concurrent or later copy appended (a
-    ``retrying`` after ``succeeded`` is a sibling that found the notification held). With
-    no completed step, a copy absorbed as a duplicate names the outcome it found (a crash
-    between the notification's stage and its history write leaves only that), else the
-    latest step that is not ``received`` tells where it is.
-    """
-    history = [e for e in record.get("history") or [] if isinstance(e, dict)]
-    for entry in reversed(history):
-        if entry.get("step") in COMPLETED:
-            return str(entry["step"])
-    for entry in reversed(history):
-        detail = str(entry.get("detail") or "")
-        if entry.get("step") == "duplicate" and detail.startswith(ALREADY_PROCESSED):
-            return detail.removeprefix(ALREADY_PROCESSED).split()[0].rstrip(",;.")
-    for entry in reversed(history):
-        if entry.get("step") not in (None, "received", "duplicate"):
-            return str(entry["step"])
-    return "in progress" if history else str(record.get("outcome") or "in progress")
-
-
-def duplicates_absorbed(record: dict[str, Any]) -> int:
-    return sum(1 for e in record.get("history") or [] if isinstance(e, dict) and e.get("step") == "duplicate")
 
 
 # -- holding messages -------------------------------------------------------------------
@@ -233,18 +206,18 @@ def status(target: Target) -> Status:
     records = store.scan() if store is not None else []
     now = datetime.now(UTC)
     for record in records:
-        outcome = effective_outcome(record)
+        outcome = record.effective_outcome
         outcomes[outcome] += 1
-        duplicates += duplicates_absorbed(record)
-        fb = record.get("feedback")
-        if isinstance(fb, dict):
+        duplicates += record.duplicates_absorbed
+        fb = record.feedback
+        if fb is not None:
             if fb.get("posted"):
                 feedback["posted (success)" if fb.get("is_success") else "posted (failure)"] += 1
             else:
                 feedback["not posted"] += 1
-        if outcome not in FINAL and record.get("first_seen"):
+        if outcome not in FINAL and record.first_seen:
             with contextlib.suppress(ValueError):
-                age = (now - datetime.fromisoformat(str(record["first_seen"]))).total_seconds()
+                age = (now - datetime.fromisoformat(record.first_seen)).total_seconds()
                 oldest = age if oldest is None else max(oldest, age)
     return Status(target.label, queue, dlq, dict(outcomes), dict(feedback), duplicates, oldest, len(records))
 
@@ -313,7 +286,7 @@ def find_messages(
 @dataclass
 class Inspection:
     notification_id: str
-    record: dict[str, Any] | None
+    record: OutcomeRecord | None
     in_dlq: list[Found]
     in_queue: list[Found]
     queue_peeked: bool
@@ -336,7 +309,7 @@ def inspect(target: Target, notification_id: str, *, peek_queue: bool = False) -
     record = store.get(notification_id) if store is not None else None
     in_dlq = find_messages(target.sqs, target.dlq_url, "DLQ", notification_id)
     in_queue = find_messages(target.sqs, target.queue_url, "queue", notification_id) if peek_queue else []
-    outcome = effective_outcome(record) if record else None
+    outcome = record.effective_outcome if record else None
     if in_dlq:
         reason = in_dlq[0].attributes.get("rejection_reason")
         where = "in the DLQ" + (f" (quarantined at ingest: {reason})" if reason else "")

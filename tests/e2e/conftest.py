@@ -23,8 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
-from visma_webhooks.domain.processing import FINAL
+from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, OutcomeRecord
 from visma_webhooks.domain.signature import sign
 from visma_webhooks_local.sandbox import VismaSandbox
 from visma_webhooks_local.stack.state import StackState
@@ -200,23 +199,21 @@ class LocalStackProcess:
 
     # -- what happened --------------------------------------------------------------------
 
-    def record(self, nid: str) -> dict[str, Any] | None:
+    def record(self, nid: str) -> OutcomeRecord | None:
         return self.store.get(nid)
 
     def steps(self, nid: str) -> list[str]:
-        return [h["step"] for h in (self.record(nid) or {}).get("history", [])]
+        record = self.record(nid)
+        return [h.step for h in record.history] if record else []
 
-    def settled(self, nids: Iterable[str], copies: int = 1, timeout: float = 30) -> dict[str, dict[str, Any]]:
+    def settled(self, nids: Iterable[str], copies: int = 1, timeout: float = 30) -> dict[str, OutcomeRecord]:
         """Wait until each notification has ``copies`` final steps in its history; return the records."""
         nids = list(nids)
 
-        def done() -> dict[str, dict[str, Any]] | None:
+        def done() -> dict[str, OutcomeRecord] | None:
             records = {nid: self.record(nid) for nid in nids}
-            if all(
-                r and sum(s["step"] in FINAL for s in r.get("history", [])) >= copies
-                for r in records.values()
-            ):
-                return records
+            if all(r and len(r.final_steps) >= copies for r in records.values()):
+                return {nid: r for nid, r in records.items() if r}
             return None
 
         return wait_for(done, timeout, f"{nids} to settle")

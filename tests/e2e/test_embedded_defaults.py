@@ -98,7 +98,7 @@ def test_the_embedded_sandbox_injects_faults_and_an_external_emulator_holds_the_
         assert response.status_code == 202
         store = DynamoDBOutcomeStore(state.table_name, state.client("dynamodb"), 0)
         wait_for(
-            lambda: all((store.get(nid) or {}).get("outcome") == "succeeded" for nid in ids),
+            lambda: all((r := store.get(nid)) is not None and r.outcome == "succeeded" for nid in ids),
             60,
             "every notification to succeed despite the faults",
         )

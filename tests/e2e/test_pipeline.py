@@ -52,11 +52,9 @@ def test_legacy_batch_and_dispatcher_delivery_are_each_processed_once_with_feedb
     assert '"accepted":1' in sent.stdout
 
     records = stack.settled([*ids, dispatcher_id])
-    assert {nid: r["outcome"] for nid, r in records.items()} == dict.fromkeys(
-        [*ids, dispatcher_id], "succeeded"
-    )
-    assert records[dispatcher_id]["tenant_id"] == dispatcher_tenant
-    assert records[dispatcher_id]["event"] == "customer_changed"
+    assert {nid: r.outcome for nid, r in records.items()} == dict.fromkeys([*ids, dispatcher_id], "succeeded")
+    assert records[dispatcher_id].tenant_id == dispatcher_tenant
+    assert records[dispatcher_id].event == "customer_changed"
     runs = stack.runs()
     for nid in [*ids, dispatcher_id]:
         assert runs[nid] == 1
@@ -89,7 +87,7 @@ def test_a_redelivered_batch_runs_no_handler_and_posts_no_feedback_again(stack):
     for nid in ids:
         assert runs[nid] == 1
         assert len(stack.feedback(nid)) == 1
-        assert [h["step"] for h in records[nid]["history"]] == [
+        assert [h.step for h in records[nid].history] == [
             "received",
             "succeeded",
             "received",
@@ -108,11 +106,11 @@ def test_a_transient_visma_failure_is_retried_until_it_recovers(stack):
     assert stack.post([legacy_item(nid, path.removeprefix("/v1/"))]).status_code == 202
 
     record = stack.settled([nid])[nid]
-    steps = [h["step"] for h in record["history"]]
-    assert record["outcome"] == "succeeded"
+    steps = [h.step for h in record.history]
+    assert record.outcome == "succeeded"
     assert "retrying" in steps
     assert steps[-1] == "succeeded"
-    assert record["attempts"] >= 2
+    assert record.attempts >= 2
     assert stack.runs()[nid] == 1
     assert [f["isSuccess"] for f in stack.feedback(nid)] == [True]
     statuses = [r["status"] for r in stack.sandbox.requests if r["path"] == path]
@@ -126,8 +124,8 @@ def test_a_429_is_honoured_the_notification_waits_before_its_retry(stack):
     assert stack.post([legacy_item(nid, path.removeprefix("/v1/"), tenant=tenant)]).status_code == 202
 
     record = stack.settled([nid], timeout=40)[nid]
-    assert record["outcome"] == "succeeded"
-    assert "throttled" in [h["step"] for h in record["history"]]
+    assert record.outcome == "succeeded"
+    assert "throttled" in [h.step for h in record.history]
     calls = [r for r in stack.sandbox.requests if r["path"] == path]
     assert [c["status"] for c in calls] == [429, 200]
     waited = calls[1]["time"] - calls[0]["time"]
@@ -141,8 +139,8 @@ def test_a_permanent_failure_is_not_retried_and_gets_failure_feedback(stack):
     assert stack.post([legacy_item(nid, path.removeprefix("/v1/"))]).status_code == 202
 
     record = stack.settled([nid])[nid]
-    assert record["outcome"] == "failed"
-    assert record["attempts"] == 1
+    assert record.outcome == "failed"
+    assert record.attempts == 1
     assert [r["status"] for r in stack.sandbox.requests if r["path"] == path] == [404]
     feedback = stack.feedback(nid)
     assert [f["isSuccess"] for f in feedback] == [False]

@@ -65,8 +65,8 @@ def test_poison_messages_reach_the_dlq_and_replay_brings_them_back_once_visma_is
     wait_for(lambda: stack.depth("dlq") == 3 and stack.depth("queue") == 0, 60, "three messages on the DLQ")
     for nid in poisons:
         record = stack.record(nid)
-        assert record["attempts"] == 2  # maxReceiveCount receives, then SQS moved it
-        assert [h["step"] for h in record["history"]] == ["received", "retrying", "received", "retrying"]
+        assert record.attempts == 2  # maxReceiveCount receives, then SQS moved it
+        assert [h.step for h in record.history] == ["received", "retrying", "received", "retrying"]
         # the failure notice went out on the last receive, before the DLQ
         assert [f["isSuccess"] for f in stack.feedback(nid)] == [False]
         assert "gave up after 2 attempts" in stack.feedback(nid)[0]["description"]
@@ -91,7 +91,7 @@ def test_poison_messages_reach_the_dlq_and_replay_brings_them_back_once_visma_is
     # Filters: only the customer of the first tenant.
     [first] = [nid for nid, (entity, tenant) in poisons.items() if entity == "customer" and tenant == TENANT]
     assert moved(replay(stack, "--event", "customer_*", "--tenant", TENANT)) == 1
-    assert stack.settled([first])[first]["outcome"] == "succeeded"
+    assert stack.settled([first])[first].outcome == "succeeded"
     assert stack.depth("dlq") == 2
     assert first not in {a["notification_id"] for a in dlq_attributes(stack)}
 
@@ -104,7 +104,7 @@ def test_poison_messages_reach_the_dlq_and_replay_brings_them_back_once_visma_is
 
     runs = stack.runs()
     for nid in poisons:
-        assert records[nid]["outcome"] == "succeeded"
+        assert records[nid].outcome == "succeeded"
         assert runs[nid] == 1
         assert [f["isSuccess"] for f in stack.feedback(nid)] == [False, True]
         shown = stack.run("inspect", nid).stdout
@@ -131,7 +131,7 @@ def test_a_replayed_copy_of_a_completed_notification_is_absorbed_unless_forced(s
 
     assert moved(replay(stack, "--limit", "1")) == 1
     record = stack.settled([nid], copies=2)[nid]
-    assert record["history"][-1]["step"] == "duplicate"
+    assert record.history[-1].step == "duplicate"
     assert stack.runs()[nid] == 1
     assert len(stack.feedback(nid)) == 1
 

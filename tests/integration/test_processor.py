@@ -112,10 +112,10 @@ def test_batch_of_ten_isolates_each_failure(processor, counter, queues, sandbox)
     # the transient failure stays invisible for its backoff instead of coming straight back
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
     outcomes = DynamoDBOutcomeStore("idempotency", boto3.client("dynamodb", region_name=REGION), 3600)
-    assert outcomes.get("gone")["outcome"] == "failed"
-    assert outcomes.get("flaky")["outcome"] == "retrying"
-    assert outcomes.get("unhandled")["outcome"] == "unhandled"
-    assert outcomes.get("ok-1")["handlers"]["counter"]["result"] == "counted ok-1"
+    assert outcomes.get("gone").outcome == "failed"
+    assert outcomes.get("flaky").outcome == "retrying"
+    assert outcomes.get("unhandled").outcome == "unhandled"
+    assert outcomes.get("ok-1").handlers["counter"]["result"] == "counted ok-1"
 
 
 def test_transient_failure_recovers_without_rerunning_finished_work(processor, counter, queues, sandbox):
@@ -206,7 +206,7 @@ def test_throttling_extends_visibility_by_the_wait(processor, counter, queues, s
 
     assert failures(response, event) == {"busy"}
     outcomes = DynamoDBOutcomeStore("idempotency", boto3.client("dynamodb", region_name=REGION), 3600)
-    assert outcomes.get("busy")["outcome"] == "throttled"
+    assert outcomes.get("busy").outcome == "throttled"
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
     time.sleep(2.2)  # the sandbox's Retry-After is 1 s (plus up to 1 s of jitter)
     event, response = run(processor, sqs, url, 1)
@@ -235,8 +235,9 @@ def test_a_copy_in_the_same_batch_is_a_duplicate_in_the_history(processor, count
     assert counter.runs["twice"] == 1
     assert len(feedback_for(sandbox.feedback, "twice")) == 1
     record = DynamoDBOutcomeStore("idempotency", boto3.client("dynamodb", region_name=REGION), 0).get("twice")
-    assert [h["step"] for h in record["history"]] == ["received", "succeeded", "duplicate"]
-    assert record["history"][-1]["detail"] == "an earlier copy in the batch was processed"
+    assert [h.step for h in record.history] == ["received", "succeeded", "duplicate"]
+    assert record.history[-1].detail == "an earlier copy in the batch was processed"
+    assert record.history[-1].found == "succeeded"
 
 
 def test_force_bypasses_dedup(processor, counter, queues, sandbox):

@@ -24,7 +24,6 @@ def inspect(
     state_file: StateFile = None,
 ) -> None:
     """The history of one notification: received, attempts, handlers, feedback, and where it is now."""
-    from visma_webhooks_local.ops import duplicates_absorbed, effective_outcome
     from visma_webhooks_local.ops import inspect as do_inspect
 
     result = do_inspect(target(stack_name, region, state_file), notification_id, peek_queue=peek_queue)
@@ -34,12 +33,11 @@ def inspect(
         raise fail(f"no notification {notification_id!r}: {result.where}")
     if as_json:
         return
-    record = result.record or {}
-    outcome = effective_outcome(record) if record else None
-    absorbed = duplicates_absorbed(record) if record else 0
-    console.print(inspection_panel(notification_id, record, outcome, absorbed, result.where))
-    for table in (handlers_table(record), history_table(record)):
-        if table is not None:
-            console.print(table)
+    record = result.record
+    console.print(inspection_panel(notification_id, record, result.where))
+    if record is not None:
+        for table in (handlers_table(record), history_table(record)):
+            if table is not None:
+                console.print(table)
     for found in result.in_dlq + result.in_queue:
         console.print(found_line(found))

@@ -18,6 +18,7 @@ from visma_webhooks_local.stack.spec import StackSpec
 from visma_webhooks_local.stack.state import StackState
 
 if TYPE_CHECKING:
+    from visma_webhooks.adapters.dynamodb import OutcomeRecord
     from visma_webhooks_local.ops import Found, Status
     from visma_webhooks_local.replaying import ReplayResult
 
@@ -201,16 +202,14 @@ RECORD_FIELDS = (
 )
 
 
-def inspection_panel(
-    notification_id: str, record: dict[str, Any], outcome: str | None, absorbed: int, where: str
-) -> Panel:
+def inspection_panel(notification_id: str, record: OutcomeRecord | None, where: str) -> Panel:
     """The notification's outcome, record fields, feedback and where it is now."""
     grid = _grid()
     grid.add_row("Notification", escape(notification_id))
-    if record and outcome is not None:
-        text = styled(outcome)
-        if absorbed:
-            text += f" [dim](later copies absorbed as duplicates: {absorbed})[/]"
+    if record is not None:
+        text = styled(record.effective_outcome)
+        if record.duplicates_absorbed:
+            text += f" [dim](later copies absorbed as duplicates: {record.duplicates_absorbed})[/]"
         grid.add_row("Outcome", text)
         _record_rows(grid, record)
     else:
@@ -219,23 +218,23 @@ def inspection_panel(
     return Panel(grid, title="visma-webhooks inspect", title_align="left", expand=False)
 
 
-def _record_rows(grid: Table, record: dict[str, Any]) -> None:
+def _record_rows(grid: Table, record: OutcomeRecord) -> None:
     for label, key in RECORD_FIELDS:
-        if record.get(key) is not None:
-            grid.add_row(label, escape(str(record[key])))
-    feedback = record.get("feedback")
-    if isinstance(feedback, dict):
+        if record.item.get(key) is not None:
+            grid.add_row(label, escape(str(record.item[key])))
+    feedback = record.feedback
+    if feedback is not None:
         text = feedback_text(feedback, "", label="")
         if feedback.get("description"):
             text += f" [dim]— {escape(str(feedback['description'])[:200])}[/]"
         grid.add_row("Feedback", text)
-    if record.get("last_error"):
-        grid.add_row("Last error", f"[red]{escape(str(record['last_error'])[:300])}[/]")
+    if record.last_error:
+        grid.add_row("Last error", f"[red]{escape(record.last_error[:300])}[/]")
 
 
-def handlers_table(record: dict[str, Any]) -> Table | None:
+def handlers_table(record: OutcomeRecord) -> Table | None:
     """Each handler's status and result or error (None when the record names none)."""
-    handlers = record.get("handlers") if isinstance(record.get("handlers"), dict) else {}
+    handlers = record.handlers
     if not handlers:
         return None
     table = Table(title="Handlers", title_justify="left")
@@ -249,21 +248,18 @@ def handlers_table(record: dict[str, Any]) -> Table | None:
     return table
 
 
-def history_table(record: dict[str, Any]) -> Table | None:
+def history_table(record: OutcomeRecord) -> Table | None:
     """The record's history, step by step (None when it has none)."""
-    history = record.get("history") or []
-    if not history:
+    if not record.history:
         return None
     table = Table(title="History", title_justify="left")
     for column in ("at", "step", "detail"):
         table.add_column(column)
-    for entry in history:
-        entry = entry if isinstance(entry, dict) else {}
-        step = str(entry.get("step", ""))
-        detail = entry.get("detail")
-        if detail is None and entry.get("receive_count") is not None:
-            detail = f"receive {entry['receive_count']}"
-        table.add_row(escape(str(entry.get("at", ""))), styled(step), escape(str(detail or "")[:200]))
+    for entry in record.history:
+        detail = entry.detail
+        if detail is None and entry.receive_count is not None:
+            detail = f"receive {entry.receive_count}"
+        table.add_row(escape(entry.at), styled(entry.step), escape((detail or "")[:200]))
     return table
 
 

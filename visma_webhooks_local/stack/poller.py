@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, OutcomeRecord
 from visma_webhooks.domain.processing import FINAL
 from visma_webhooks.domain.queueing import message_attribute
 from visma_webhooks_local.stack.lambda_events import LambdaContext, sqs_event
@@ -238,29 +238,29 @@ class Poller:
             outcome = "retrying" if retried else "acknowledged"
             feedback = None
             if item is not None:
-                feedback = item.get("feedback")
-                if item.get("last_message_id") not in (None, m["MessageId"]) and not retried:
+                feedback = item.feedback
+                if item.last_message_id not in (None, m["MessageId"]) and not retried:
                     outcome = "duplicate"  # another copy of this notification was processed
-                elif not retried or item.get("outcome") not in FINAL:
-                    outcome = str(item.get("outcome") or outcome)
+                elif not retried or item.outcome not in FINAL:
+                    outcome = item.outcome or outcome
             elif retried and nid is None:
                 outcome = "invalid"
             records.append(
                 ProcessedRecord(
                     message_id=m["MessageId"],
                     notification_id=nid,
-                    event=message_attribute(m, "event") or (item or {}).get("event"),
+                    event=message_attribute(m, "event") or (item.event if item else None),
                     outcome=outcome,
                     receive_count=receives,
                     max_receive_count=self.config.max_receive_count,
                     retried=retried,
-                    feedback=feedback if isinstance(feedback, dict) else None,
-                    error=error or (str(item.get("last_error")) if item and item.get("last_error") else None),
+                    feedback=feedback,
+                    error=error or (item.last_error if item else None),
                 )
             )
         return records
 
-    def _outcomes(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def _outcomes(self, ids: list[str]) -> dict[str, OutcomeRecord]:
         if not ids or self.outcomes is None:
             return {}
         try:

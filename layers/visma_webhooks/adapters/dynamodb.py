@@ -291,17 +291,17 @@ class DynamoDBOutcomeStore:
             ExpressionAttributeValues=values,
         )
 
-    def get(self, notification_id: str) -> dict[str, Any] | None:
+    def get(self, notification_id: str) -> OutcomeRecord | None:
         item = self.client.get_item(
             TableName=self.table_name,
             Key={"id": {"S": OUTCOME_PREFIX + notification_id}},
             ConsistentRead=True,
         ).get("Item")
-        return _plain({"M": item}) if item else None
+        return OutcomeRecord.from_item(item) if item else None
 
-    def get_many(self, notification_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def get_many(self, notification_ids: Sequence[str]) -> dict[str, OutcomeRecord]:
         """The outcome records of ``notification_ids`` that exist, by notification id."""
-        found: dict[str, dict[str, Any]] = {}
+        found: dict[str, OutcomeRecord] = {}
         for start in range(0, len(notification_ids), 100):  # BatchGetItem's limit
             keys = [{"id": {"S": OUTCOME_PREFIX + i}} for i in notification_ids[start : start + 100]]
             request: Mapping[str, KeysAndAttributesTypeDef | KeysAndAttributesOutputTypeDef] = {
@@ -310,21 +310,21 @@ class DynamoDBOutcomeStore:
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table_name, []):
-                    record = _plain({"M": item})
-                    found[str(record.get("notification_id"))] = record
+                    record = OutcomeRecord.from_item(item)
+                    found[record.notification_id] = record
                 request = response.get("UnprocessedKeys") or {}
         return found
 
-    def scan(self) -> list[dict[str, Any]]:
+    def scan(self) -> list[OutcomeRecord]:
         """Every outcome record (for ``status``; the table is scanned page by page)."""
-        records: list[dict[str, Any]] = []
+        records: list[OutcomeRecord] = []
         paginator = self.client.get_paginator("scan")
         for page in paginator.paginate(
             TableName=self.table_name,
             FilterExpression="begins_with(id, :prefix)",
             ExpressionAttributeValues={":prefix": {"S": OUTCOME_PREFIX}},
         ):
-            records.extend(_plain({"M": item}) for item in page.get("Items", []))
+            records.extend(OutcomeRecord.from_item(item) for item in page.get("Items", []))
         return records
 
 
