@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 
 from visma_webhooks.domain.models import Notification
 
@@ -40,7 +41,7 @@ def assert_safe_notification_body(body: str) -> Notification:
     return notification
 
 
-def assert_safe_attributes(attributes: dict[str, str]) -> None:
+def assert_safe_attributes(attributes: Mapping[str, str]) -> None:
     """Attribute values are short, printable and free of what SQS refuses or a log could be forged with."""
     for name, value in attributes.items():
         assert not sqs_refused(value), (name, value)

@@ -129,24 +129,24 @@ class LocalStackProcess:
             *options,
         ]
         self.process: subprocess.Popen | None = None
-        self.state: StackState | None = None
+        self._state: StackState | None = None
 
     def start(self) -> LocalStackProcess:
         with open(self.output, "wb") as out:
-            self.process = subprocess.Popen(  # noqa: S603
+            process = self.process = subprocess.Popen(  # noqa: S603
                 self.command, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir
             )
 
         def ready() -> StackState | None:
-            if self.process.poll() is not None:
-                pytest.fail(f"visma-webhooks local exited with {self.process.returncode}:\n{self.log()}")
+            if process.poll() is not None:
+                pytest.fail(f"visma-webhooks local exited with {process.returncode}:\n{self.log()}")
             try:
                 state = StackState.load(self.state_file)
             except Exception:
                 return None
-            return state if state.pid == self.process.pid else None
+            return state if state.pid == process.pid else None
 
-        self.state = wait_for(ready, 60, "the local stack to start")
+        self._state = wait_for(ready, 60, "the local stack to start")
         self.store = DynamoDBOutcomeStore(self.state.table_name, self.state.client("dynamodb"), 0)
         self.sqs = self.state.client("sqs")
         return self
@@ -162,6 +162,13 @@ class LocalStackProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+    @property
+    def state(self) -> StackState:
+        """The running stack's state file (only after :meth:`start`)."""
+        if self._state is None:
+            raise RuntimeError("the local stack has not been started")
+        return self._state
 
     def log(self) -> str:
         return self.output.read_text(errors="replace") if self.output.exists() else ""

@@ -121,8 +121,8 @@ def resolve(template: dict[str, Any], node: Any, params: dict[str, str]) -> Any:
     kept as they are, so that they can be compared with what they should name.
     """
     if isinstance(node, list):
-        items = [resolve(template, item, params) for item in node]
-        return [item for item in items if item is not NO_VALUE]
+        resolved = [resolve(template, item, params) for item in node]
+        return [item for item in resolved if item is not NO_VALUE]
     if not isinstance(node, dict):
         return node
     if len(node) == 1:
