@@ -95,7 +95,7 @@ class LocalStackProcess:
             *options,
         ]
         self.child = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=self._output, stderr=subprocess.STDOUT, text=True
+            command, cwd=self.workdir, env=self.env, stdout=self._output, stderr=subprocess.STDOUT, text=True
         )
         self.state = self._wait_for_state(start_timeout)
         self.processors: list[subprocess.Popen[Any]] = []
@@ -126,9 +126,6 @@ class LocalStackProcess:
     def webhook_url(self) -> str:
         return self.state.webhook_url
 
-    def client(self, service: str) -> Any:
-        return self.state.client(service)
-
     def start_processor(self, *options: str) -> subprocess.Popen[Any]:
         """``visma-webhooks process`` against this stack (its output appended to ``process.out``)."""
         with open(self.workdir / "process.out", "a", encoding="utf-8") as output:
@@ -143,7 +140,7 @@ class LocalStackProcess:
                     str(self.workdir / "processor.log"),
                     *options,
                 ],
-                cwd=ROOT,
+                cwd=self.workdir,
                 env=self.env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -156,7 +153,7 @@ class LocalStackProcess:
         """Another ``visma-webhooks`` command against this stack (``replay``, ``status``...)."""
         return subprocess.run(
             [*cli(), *args, "--state-file", str(self.state_file)],
-            cwd=ROOT,
+            cwd=self.workdir,
             env=self.env,
             capture_output=True,
             text=True,
