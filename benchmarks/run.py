@@ -2,8 +2,9 @@
 
 Prints a table (rich) and writes ``results.json`` and ``results.md`` under the git-ignored
 ``build/bench/``; ``--record`` also updates the committed ``benchmarks/results.json`` and
-``benchmarks/results.md``, so that only a deliberate run changes them. Every ratio is measured side by side in the same run. A part that cannot run (no SAM
-build, no local stack) is reported as unavailable; the others still run.
+``benchmarks/results.md``, so that only a deliberate run changes them. Every ratio is
+measured side by side in the same run. A part that cannot run (no SAM build, no local
+stack) is reported as unavailable; the others still run.
 
     python -m benchmarks.run [--quick] [--parts coldstart,ingest,processor,throughput,sizes]
                              [--output FILE.json] [--record]
