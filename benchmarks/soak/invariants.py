@@ -16,9 +16,8 @@ from typing import Any
 from benchmarks.soak.plan import Planned, SoakConfig
 from benchmarks.soak.traffic import Sent, Workload
 from benchmarks.soak.workers import Kill
-from visma_webhooks.domain.processing import COMPLETED
+from visma_webhooks.adapters.dynamodb import OutcomeRecord
 from visma_webhooks.domain.queueing import message_attribute
-from visma_webhooks_local.ops import effective_outcome
 
 TRANSIENT_STEPS = ("retrying", "throttled")
 IN_TIME = "the run finished in time"
@@ -32,8 +31,6 @@ PROCESSES = "processes stopped cleanly"
 KILLS = "the processor was killed mid-batch as planned"
 LOST = "nothing was lost"
 
-Record = dict[str, Any]
-
 
 @dataclass
 class Snapshot:
@@ -42,7 +39,7 @@ class Snapshot:
     feedback: list[dict[str, Any]]
     requests: list[dict[str, Any]]
     effects: list[dict[str, Any]]
-    records: dict[str, Record]  # notification id → outcome record
+    records: dict[str, OutcomeRecord]  # by notification id
     queue: int = 0
     dlq: int = 0
 
@@ -89,20 +86,19 @@ class Judgement:
         return set(self.dlq_nids)
 
 
-def final_outcome(record: Record | None) -> str | None:
+def final_outcome(record: OutcomeRecord | None) -> str | None:
     """The notification's outcome from its history, as ``status`` and ``inspect`` read it.
 
     A completed step wins over any later step (copies processed at the same moment append
     in the order their writes land), and a process killed between the notification's stage
-    and its history write leaves only the next copy's "already processed: <outcome>".
+    and its history write leaves only the outcome the next copy found.
     """
-    return effective_outcome(record) if record else None
+    return record.effective_outcome if record else None
 
 
-def history_without_outcome(record: Record | None) -> bool:
+def history_without_outcome(record: OutcomeRecord | None) -> bool:
     """The notification completed, but its history lacks the step (a kill between the two writes)."""
-    steps = [h.get("step") for h in (record or {}).get("history") or [] if isinstance(h, dict)]
-    return bool(steps) and not any(s in COMPLETED for s in steps)
+    return record is not None and bool(record.history) and not record.completed
 
 
 def expected_outcome(p: Planned) -> str:
@@ -182,8 +178,8 @@ def dead_letters(config: SoakConfig, observed: Observed, j: Judgement) -> list[s
             found.append(f"message {m['MessageId']} is no valid notification ({m['Body'][:80]})")
             continue
         j.dlq_nids[nid] += 1
-        record = observed.phase1.records.get(nid) or {}
-        steps = [h.get("step") for h in record.get("history") or []]
+        record = observed.phase1.records.get(nid)
+        steps = [e.step for e in record.history] if record else []
         if by_nid[nid].kind == "missing" and not any(s in TRANSIENT_STEPS for s in steps):
             found.append(f"{nid} (404) is in the DLQ without a transient failure")
         receives = int((m.get("Attributes") or {}).get("ApproximateReceiveCount", "0"))
@@ -252,7 +248,7 @@ def _after_replay(p: Planned, after: set[bool], last: bool | None, in_dlq: bool)
     return f"{p.nid}: a failure feedback, yet no copy went to the DLQ", False
 
 
-def _lost(p: Planned, record: Record | None, after: set[bool], last: bool | None) -> bool:
+def _lost(p: Planned, record: OutcomeRecord | None, after: set[bool], last: bool | None) -> bool:
     """Without its final outcome, or without the feedback Visma should show last."""
     right_feedback = after == {False} if p.kind == "missing" else last is True
     return final_outcome(record) != expected_outcome(p) or not right_feedback

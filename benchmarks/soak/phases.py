@@ -129,7 +129,7 @@ class Pipeline:
             feedback=self.visma.feedback,
             requests=self.visma.requests,
             effects=read_effects(self.workdir / "effects"),
-            records={r["notification_id"]: r for r in self.store.scan() if r.get("notification_id")},
+            records={r.notification_id: r for r in self.store.scan() if r.notification_id},
         )
 
 

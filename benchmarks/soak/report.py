@@ -97,9 +97,7 @@ def _sending(config: SoakConfig, observed: Observed, j: Judgement) -> dict[str, 
 def _processing(observed: Observed, j: Judgement) -> dict[str, Any]:
     planned, records = observed.workload.planned, observed.final.records
     nids = {p.nid for p in planned}
-    steps = Counter(
-        h.get("step") for nid, r in records.items() if nid in nids for h in r.get("history") or []
-    )
+    steps = Counter(e.step for nid, r in records.items() if nid in nids for e in r.history)
     outcomes = Counter(final_outcome(records[p.nid]) if p.nid in records else "none" for p in planned)
     return {
         "processed": outcomes["succeeded"] + outcomes["failed"],
@@ -166,7 +164,7 @@ def violation_details(observed: Observed, j: Judgement) -> dict[str, Any]:
     return {
         nid: {
             "planned": asdict(by_nid[nid]),
-            "record": final.records.get(nid),
+            "record": record.item if (record := final.records.get(nid)) else None,
             "feedback": [f for f in final.feedback if f["notificationId"] == nid],
             "effects": j.effects.get(nid, []),
             "in_dlq": j.dlq_nids.get(nid, 0),
