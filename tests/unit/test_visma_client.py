@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import socket
 import threading
@@ -10,6 +9,16 @@ import time
 
 import pytest
 
+from tests.visma_support import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    CUSTOMER,
+    SCOPE,
+    TENANT,
+    FakeClock,
+    api_requests,
+    token_requests,
+)
 from visma_webhooks.adapters.visma_http import VismaClient
 from visma_webhooks.domain.errors import (
     PermanentVismaError,
@@ -18,59 +27,6 @@ from visma_webhooks.domain.errors import (
     VismaAuthError,
 )
 from visma_webhooks_local.sandbox import VismaSandbox
-
-CLIENT_ID = "integration-client"
-CLIENT_SECRET = "s3cr3t-Kq81-do-not-leak"
-SCOPE = "vismanet_erp_service_api:read vismanet_erp_service_api:create"
-TENANT = "1262489"
-CUSTOMER = "/v1/customer/10001"
-
-
-class FakeClock:
-    """A monotonic clock and a sleep that advances it (nothing really waits)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def sandbox():
-    with VismaSandbox(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as sb:
-        yield sb
-
-
-@pytest.fixture
-def make_client(sandbox):
-    clients: list[VismaClient] = []
-
-    def make(secret: str = CLIENT_SECRET, target: VismaSandbox | None = None, **kwargs) -> VismaClient:
-        kwargs.setdefault("backoff", 0.01)
-        kwargs.setdefault("timeout", (1.0, 2.0))
-        target = target or sandbox
-        client = VismaClient(target.url, target.token_url, CLIENT_ID, secret, SCOPE, **kwargs)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
-
-
-def token_requests(sb: VismaSandbox) -> list[dict]:
-    return [r for r in sb.requests if r["path"] == "/connect/token"]
-
-
-def api_requests(sb: VismaSandbox, path: str | None = None) -> list[dict]:
-    return [r for r in sb.requests if r["path"].startswith("/v1/") and (path is None or r["path"] == path)]
-
 
 # -- tokens ------------------------------------------------------------------------------
 
@@ -284,101 +240,6 @@ def test_first_attempt_read_timeout_is_shortened_to_the_time_left(sandbox, make_
     assert time.monotonic() - started < 1.5
 
 
-# -- rate limits -------------------------------------------------------------------------
-
-
-def test_429_with_retry_after_seconds_raises_at_once_and_blocks_the_tenant(sandbox, make_client):
-    sandbox.add_rule(CUSTOMER, 429, retry_after=7, tenant=TENANT)
-    clock = FakeClock()
-    client = make_client(sleep=clock.sleep)
-    with pytest.raises(ThrottledError) as caught:
-        client.get(TENANT, CUSTOMER)
-    assert caught.value.retry_after == pytest.approx(7, abs=0.01)
-    assert caught.value.status == 429
-    assert clock.sleeps == []
-    assert len(api_requests(sandbox)) == 1
-    with pytest.raises(ThrottledError) as again:  # blocked: no request at all
-        client.get(TENANT, "/v1/customer/10002")
-    assert 0 < again.value.retry_after <= 7
-    assert len(api_requests(sandbox)) == 1
-    assert client.get("another-tenant", CUSTOMER)["number"] == "10001"
-    assert client.stats["throttled"] == 2
-
-
-def test_429_with_retry_after_http_date(sandbox, make_client):
-    when = email.utils.formatdate(time.time() + 30, usegmt=True)
-    sandbox.add_rule(CUSTOMER, 429, headers={"Retry-After": when})
-    with pytest.raises(ThrottledError) as caught:
-        make_client().get(TENANT, CUSTOMER)
-    assert 27 <= caught.value.retry_after <= 31
-
-
-def test_429_without_retry_after_uses_x_ratelimit_reset(sandbox, make_client):
-    sandbox.add_rule(CUSTOMER, 429, headers={"X-RateLimit-Reset": "42"})
-    with pytest.raises(ThrottledError) as caught:
-        make_client().get(TENANT, CUSTOMER)
-    assert caught.value.retry_after == pytest.approx(42, abs=0.01)
-
-
-def test_x_ratelimit_reset_as_unix_time(sandbox, make_client):
-    sandbox.add_rule(CUSTOMER, 429, headers={"X-RateLimit-Reset": str(int(time.time()) + 90)})
-    with pytest.raises(ThrottledError) as caught:
-        make_client().get(TENANT, CUSTOMER)
-    assert 87 <= caught.value.retry_after <= 91
-
-
-def test_throttle_wait_defaults_to_a_minute():
-    assert VismaClient._throttle_wait({}) == 60.0
-    assert VismaClient._throttle_wait({"Retry-After": "not a date"}) == 60.0
-
-
-def test_remaining_zero_returns_the_result_then_blocks_until_the_reset(sandbox, make_client):
-    sandbox.add_rule(CUSTOMER, times=1, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "5"})
-    clock = FakeClock()
-    client = make_client(clock=clock)
-    assert client.get(TENANT, CUSTOMER)["number"] == "10001"
-    assert client.rate_limit[TENANT].remaining == 0
-    assert client.rate_limit[TENANT].reset == 5
-    with pytest.raises(ThrottledError) as caught:
-        client.get(TENANT, CUSTOMER)
-    assert caught.value.retry_after == pytest.approx(5)
-    with pytest.raises(ThrottledError):
-        client.post_feedback(TENANT, "n-1", source="test", description="x", is_success=True)
-    assert len(api_requests(sandbox)) == 1
-    clock.now += 4.9
-    with pytest.raises(ThrottledError):
-        client.get(TENANT, CUSTOMER)
-    clock.now += 0.2
-    assert client.get(TENANT, CUSTOMER)["number"] == "10001"
-    assert len(api_requests(sandbox)) == 2
-
-
-def test_the_sandbox_rate_limit_exhausted(sandbox, make_client):
-    sandbox.set_faults(rate_limit=3)
-    client = make_client()
-    for i in range(3):
-        client.get(TENANT, f"/v1/customer/{i}")
-    assert client.rate_limit[TENANT].remaining == 0
-    with pytest.raises(ThrottledError) as caught:
-        client.get(TENANT, "/v1/customer/3")
-    assert 3500 < caught.value.retry_after <= 3600
-    assert len(api_requests(sandbox)) == 3
-
-
-def test_rate_limit_values_are_recorded_per_tenant(sandbox, make_client):
-    client = make_client()
-    client.get("tenant-a", CUSTOMER)
-    client.get("tenant-a", CUSTOMER)
-    client.get("tenant-b", CUSTOMER)
-    a, b = client.rate_limit["tenant-a"], client.rate_limit["tenant-b"]
-    assert (a.limit, a.remaining) == (100_000, 99_998)
-    assert (b.limit, b.remaining) == (100_000, 99_999)
-    assert 3590 <= a.reset <= 3600
-
-
-# -- classification ----------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("status", [404, 410, 400, 403, 422])
 def test_other_4xx_are_permanent_and_not_retried(sandbox, make_client, status):
     sandbox.add_rule(CUSTOMER, status)
@@ -482,7 +343,7 @@ def test_neither_secret_nor_token_in_logs_or_errors(sandbox, make_client, caplog
     caplog.set_level(logging.DEBUG)
     client = make_client()
     client.get(TENANT, CUSTOMER)
-    token = client._tokens[TENANT].value
+    token = client.tokens.peek(TENANT).value
     sandbox.add_rule("/v1/customer/1", 503, times=1)
     sandbox.add_rule("/v1/customer/2", 400, body={"message": f"bad request with {token} / {CLIENT_SECRET}"})
     client.get(TENANT, "/v1/customer/1")

@@ -3,11 +3,9 @@
 The processor's domain code talks to Visma only through :class:`VismaClient` and the
 errors below; it never sees ``requests``.
 
-* **Tokens.** Visma Connect client credentials (``client_id``, ``client_secret``,
-  ``scope``, ``tenant_id``), one cached token per tenant until 60 s (10 % for tokens
-  shorter than 10 minutes) before ``expires_in``. Concurrent callers for one tenant share
-  one token request. On a 401 the token is dropped and fetched again once; the request is
-  then retried once.
+* **Tokens** come from :mod:`visma_webhooks.adapters.visma_connect` (one cached token per
+  tenant). On a 401 the token is dropped and fetched again once; the request is then
+  retried once.
 * **Requests** only ever go to ``base_url`` + a path that starts with ``/v1/``.
 * **Retries** (5xx, 408, connection errors, timeouts): at most ``max_retries`` with
   jittered exponential backoff, done here rather than by urllib3 so that each retry can be
@@ -16,10 +14,9 @@ errors below; it never sees ``requests``.
   deadline. The first attempt's read timeout is shortened to fit the time left.
   Every method retries, POST included: a post that failed here would be repeated by the
   queue's retry anyway, and the processor guards feedback with its own idempotency key.
-* **Rate limits.** A 429 raises :class:`ThrottledError` at once (no sleeping) with the wait
-  from ``Retry-After`` (seconds or HTTP date), else ``X-RateLimit-Reset``, else 60 s.
-  ``X-RateLimit-Reset`` is read as seconds until the reset, or as a Unix time when it is
-  that large. A response with ``X-RateLimit-Remaining: 0`` is returned normally, but the
+* **Rate limits** (headers read by :mod:`visma_webhooks.domain.rate_limits`). A 429 raises
+  :class:`ThrottledError` at once (no sleeping) with the wait from ``Retry-After``, else
+  ``X-RateLimit-Reset``, else 60 s. A response with ``X-RateLimit-Remaining: 0`` is returned normally, but the
   tenant is then blocked: later calls raise :class:`ThrottledError` without a request
   until the reset has passed. The last ``X-RateLimit-*`` values per tenant are in
   :attr:`VismaClient.rate_limit`.
@@ -33,14 +30,12 @@ Neither the client secret nor a token ever appears in an exception message or a 
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -48,43 +43,27 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
+from visma_webhooks.adapters.visma_connect import TokenCache, error_reason
 from visma_webhooks.domain.errors import (
     PermanentVismaError,
     ThrottledError,
     TransientVismaError,
     VismaAuthError,
 )
+from visma_webhooks.domain.rate_limits import DEFAULT_THROTTLE_SECONDS, RateLimit, throttle_wait
 
 log = logging.getLogger(__name__)
 
 FEEDBACK_PATH = "/v1/webhooknotificationfeedback"
 MAX_FEEDBACK_DESCRIPTION = 1000
-DEFAULT_THROTTLE_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 10.0
 POOL_SIZE = 16
 USER_AGENT = "visma-webhooks/0.1 (+python-requests)"
-_UNIX_TIME_THRESHOLD = 1_000_000_000  # an X-RateLimit-Reset this large is a Unix time
 _BAD_PATH = re.compile(r"(\.\.|//|\\|%2e|%2f|%5c|%00|[\s#@\x00-\x1f\x7f])", re.IGNORECASE)
 
 
 class _OutOfTime(TransientVismaError):
     """The invocation has no time left for another request."""
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """The ``X-RateLimit-*`` values of the last response seen for one tenant."""
-
-    limit: int | None
-    remaining: int | None
-    reset: float | None  # seconds until the window resets
-    seen_at: float  # the client's clock when the response arrived
-
-
-@dataclass
-class _Token:
-    value: str
-    refresh_at: float  # client clock
 
 
 class _Bearer(AuthBase):
@@ -130,10 +109,8 @@ class VismaClient:
             raise ValueError("base_url must be an http(s) URL without query or fragment")
         self.base_url = base_url.rstrip("/")
         self._netloc = parts.netloc
-        self.token_url = token_url
         self.client_id = client_id
         self._client_secret = client_secret
-        self.scope = scope
         if isinstance(timeout, int | float):
             timeout = (timeout, timeout)
         self.timeout = (float(timeout[0]), float(timeout[1]))
@@ -148,8 +125,9 @@ class VismaClient:
         self.stats: dict[str, int] = dict.fromkeys(
             ("token_requests", "gets", "posts", "requests", "retries", "throttled"), 0
         )
-        self._tokens: dict[str, _Token] = {}
-        self._tenant_locks: dict[str, threading.Lock] = {}
+        self.tokens = TokenCache(
+            self.session, token_url, client_id, client_secret, scope, clock=clock, count=self._count
+        )
         self._blocked_until: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -206,8 +184,7 @@ class VismaClient:
 
     def invalidate_token(self, tenant_id: str) -> None:
         """Forget the tenant's cached token (the next call fetches a new one)."""
-        with self._lock:
-            self._tokens.pop(tenant_id, None)
+        self.tokens.invalidate(tenant_id)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -264,11 +241,11 @@ class VismaClient:
         while True:
             self._check_blocked(tenant_id, method, path)
             try:
-                token = self._token(tenant_id, self._attempt_timeout(method, path))
+                token = self.tokens.get(tenant_id, self._attempt_timeout(method, path))
                 response = self._http(method, url, token, body, params, self._attempt_timeout(method, path))
                 if response.status_code == 401 and not refreshed:
                     refreshed = True
-                    self._drop_token(tenant_id, token)
+                    self.tokens.drop(tenant_id, token)
                     log.info("Visma answered 401; refreshing the token once", extra={"path": path})
                     continue
                 return self._result(tenant_id, method, path, response, token)
@@ -337,7 +314,7 @@ class VismaClient:
         status = response.status_code
         self._note_rate_limit(tenant_id, response)
         if status == 429:
-            wait = self._throttle_wait(response.headers)
+            wait = throttle_wait(response.headers)
             self._block(tenant_id, wait)
             self._count("throttled")
             raise ThrottledError("Visma rate limit reached", wait, status=429, method=method, path=path)
@@ -348,7 +325,7 @@ class VismaClient:
                 return response.json()
             except ValueError:
                 raise TransientVismaError("response is not JSON", status, method=method, path=path) from None
-        reason = self._reason(response, token)
+        reason = error_reason(response, token, self._client_secret)
         if status == 401:
             raise VismaAuthError(
                 f"unauthorised with a fresh token: {reason}", status, method=method, path=path
@@ -357,146 +334,16 @@ class VismaClient:
             raise TransientVismaError(reason, status, method=method, path=path)
         raise PermanentVismaError(reason, status, method=method, path=path)
 
-    def _reason(self, response: requests.Response, token: str) -> str:
-        """A short reason from Visma's error body, scrubbed of anything secret."""
-        reason = response.reason or "error"
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            for key in ("message", "Message", "ExceptionMessage", "error_description", "error"):
-                if isinstance(data.get(key), str) and data[key].strip():
-                    reason = data[key].strip()
-                    break
-        for secret in (token, self._client_secret):
-            if secret:
-                reason = reason.replace(secret, "***")
-        return reason[:200]
-
     def _note_rate_limit(self, tenant_id: str, response: requests.Response) -> None:
-        headers = response.headers
-        if not any(h in headers for h in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")):
+        info = RateLimit.from_headers(response.headers, self._clock())
+        if info is None:
             return
-        reset = _reset_seconds(headers.get("X-RateLimit-Reset"))
-        info = RateLimit(
-            limit=_int(headers.get("X-RateLimit-Limit")),
-            remaining=_int(headers.get("X-RateLimit-Remaining")),
-            reset=reset,
-            seen_at=self._clock(),
-        )
         with self._lock:
             self.rate_limit[tenant_id] = info
         if info.remaining == 0 and response.status_code != 429:
-            self._block(tenant_id, reset if reset is not None else DEFAULT_THROTTLE_SECONDS)
+            self._block(tenant_id, info.reset if info.reset is not None else DEFAULT_THROTTLE_SECONDS)
 
     def _block(self, tenant_id: str, wait: float) -> None:
         until = self._clock() + max(0.0, wait)
         with self._lock:
             self._blocked_until[tenant_id] = max(until, self._blocked_until.get(tenant_id, until))
-
-    @staticmethod
-    def _throttle_wait(headers: Mapping[str, str]) -> float:
-        retry_after = headers.get("Retry-After")
-        if retry_after:
-            value = retry_after.strip()
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                try:
-                    when = email.utils.parsedate_to_datetime(value)
-                except (TypeError, ValueError):
-                    when = None
-                if when is not None and when.tzinfo is not None:
-                    return max(0.0, when.timestamp() - time.time())
-        reset = _reset_seconds(headers.get("X-RateLimit-Reset"))
-        return reset if reset is not None else DEFAULT_THROTTLE_SECONDS
-
-    # -- tokens -------------------------------------------------------------------------
-
-    def _tenant_lock(self, tenant_id: str) -> threading.Lock:
-        with self._lock:
-            return self._tenant_locks.setdefault(tenant_id, threading.Lock())
-
-    def _cached(self, tenant_id: str) -> str | None:
-        with self._lock:
-            token = self._tokens.get(tenant_id)
-        if token is not None and self._clock() < token.refresh_at:
-            return token.value
-        return None
-
-    def _drop_token(self, tenant_id: str, value: str) -> None:
-        """Forget the token, unless another thread has already replaced it."""
-        with self._lock:
-            current = self._tokens.get(tenant_id)
-            if current is not None and current.value == value:
-                del self._tokens[tenant_id]
-
-    def _token(self, tenant_id: str, timeout: tuple[float, float]) -> str:
-        cached = self._cached(tenant_id)
-        if cached:
-            return cached
-        with self._tenant_lock(tenant_id):
-            cached = self._cached(tenant_id)  # another thread may have fetched it meanwhile
-            if cached:
-                return cached
-            value, expires_in = self._request_token(tenant_id, timeout)
-            margin = min(60.0, 0.1 * expires_in)
-            with self._lock:
-                self._tokens[tenant_id] = _Token(value, self._clock() + expires_in - margin)
-            return value
-
-    def _request_token(self, tenant_id: str, timeout: tuple[float, float]) -> tuple[str, float]:
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self.client_id,
-            "client_secret": self._client_secret,
-            "tenant_id": tenant_id,
-        }
-        if self.scope:
-            form["scope"] = self.scope
-        self._count("token_requests")
-        where: dict[str, Any] = {"method": "POST", "path": urlsplit(self.token_url).path or "/"}
-        try:
-            response = self.session.post(self.token_url, data=form, timeout=timeout, allow_redirects=False)
-        except requests.Timeout:
-            raise TransientVismaError("token request timed out", **where) from None
-        except requests.RequestException:
-            raise TransientVismaError("token request failed to connect", **where) from None
-        status = response.status_code
-        if status == 429:
-            self._count("throttled")
-            raise ThrottledError("token endpoint rate limit", self._throttle_wait(response.headers), **where)
-        if status == 408 or status >= 500:
-            raise TransientVismaError("token endpoint error", status, **where)
-        if status >= 300:
-            raise VismaAuthError(f"token request refused: {self._reason(response, '')}", status, **where)
-        try:
-            data = response.json()
-            value = data["access_token"]
-            expires_in = float(data.get("expires_in", 3600))
-        except (ValueError, KeyError, TypeError):
-            raise TransientVismaError("token response is not a token", status, **where) from None
-        if not isinstance(value, str) or not value:
-            raise TransientVismaError("token response is not a token", status, **where)
-        return value, max(1.0, expires_in)
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _reset_seconds(value: str | None) -> float | None:
-    """``X-RateLimit-Reset`` as seconds from now (a Unix time is converted)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    if seconds >= _UNIX_TIME_THRESHOLD:
-        seconds -= time.time()
-    return max(0.0, seconds)
