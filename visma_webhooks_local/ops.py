@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -24,6 +24,9 @@ from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, OutcomeRecord
 from visma_webhooks.domain.processing import FINAL, RETRIED
 from visma_webhooks.domain.queueing import message_attribute as attribute
 from visma_webhooks_local.stack.state import StackError, StackState
+
+if TYPE_CHECKING:
+    from types_boto3_sqs import SQSClient
 
 MAX_BATCH = 10
 
@@ -124,8 +127,9 @@ class QueueStatus:
     age_source: str
 
 
-def queue_status(target: Target, name: str, url: str, *, peek: bool) -> QueueStatus:
-    attrs = target.sqs.get_queue_attributes(
+def queue_counts(sqs: SQSClient, url: str) -> tuple[int, int, int]:
+    """The queue's (visible, in flight, delayed) messages, as SQS estimates them."""
+    attrs = sqs.get_queue_attributes(
         QueueUrl=url,
         AttributeNames=[
             "ApproximateNumberOfMessages",
@@ -133,20 +137,21 @@ def queue_status(target: Target, name: str, url: str, *, peek: bool) -> QueueSta
             "ApproximateNumberOfMessagesDelayed",
         ],
     )["Attributes"]
-    age, source = None, "n/a"
-    if target.cloudwatch is not None:
-        age, source = _cloudwatch_age(target.cloudwatch, url), "CloudWatch"
-    elif peek and int(attrs.get("ApproximateNumberOfMessages", 0)):
-        age, source = _peek_age(target.sqs, url), "sampled"
-    return QueueStatus(
-        name,
-        url,
+    return (
         int(attrs.get("ApproximateNumberOfMessages", 0)),
         int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
         int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
-        age,
-        source,
     )
+
+
+def queue_status(target: Target, name: str, url: str, *, peek: bool) -> QueueStatus:
+    visible, in_flight, delayed = queue_counts(target.sqs, url)
+    age, source = None, "n/a"
+    if target.cloudwatch is not None:
+        age, source = _cloudwatch_age(target.cloudwatch, url), "CloudWatch"
+    elif peek and visible:
+        age, source = _peek_age(target.sqs, url), "sampled"
+    return QueueStatus(name, url, visible, in_flight, delayed, age, source)
 
 
 def _cloudwatch_age(cloudwatch: Any, url: str) -> float | None:

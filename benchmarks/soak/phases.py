@@ -38,6 +38,7 @@ from benchmarks.soak.workers import (
     start_stack,
 )
 from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks_local.ops import queue_counts
 from visma_webhooks_local.stack.state import StackState
 
 if TYPE_CHECKING:
@@ -48,15 +49,7 @@ REPORT_EVERY = 15.0  # seconds between progress lines
 
 
 def queue_depth(sqs: SQSClient, url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )["Attributes"]
-    return sum(int(v) for v in attributes.values())
+    return sum(queue_counts(sqs, url))
 
 
 def peek_queue(sqs: SQSClient, url: str) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ import requests
 
 from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, OutcomeRecord
 from visma_webhooks.domain.signature import sign
+from visma_webhooks_local.ops import queue_counts
 from visma_webhooks_local.sandbox import VismaSandbox
 from visma_webhooks_local.stack.state import StackState
 
@@ -234,14 +235,10 @@ class LocalStackProcess:
         return [f for f in self.sandbox.feedback if f["notificationId"] == nid]
 
     def depth(self, which: str = "dlq") -> int:
-        url = self.state.dlq_url if which == "dlq" else self.state.queue_url
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(
-            attributes["ApproximateNumberOfMessagesNotVisible"]
+        visible, in_flight, _ = queue_counts(
+            self.sqs, self.state.dlq_url if which == "dlq" else self.state.queue_url
         )
+        return visible + in_flight
 
 
 @pytest.fixture(scope="module")
