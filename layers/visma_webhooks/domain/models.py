@@ -19,7 +19,13 @@ def normalise_event(name: str) -> str:
 class Notification(BaseModel):
     """One Visma notification, whichever format it arrived in.
 
-    ``raw`` is the item exactly as Visma sent it, so nothing is lost.
+    ``service`` and ``resource_path`` say which Visma API serves the resource and the path
+    on it (both None when the notification names no resource). ``deleted``: the event is
+    a deletion, or the resource turned out to be gone. ``api_client_id``: the Visma Connect
+    client that made the change, when Visma says (ours for an echo of our own write).
+    ``derived_id``: Visma issued no id for this item (one of several in a delivery with one
+    header id), so it gets no feedback. ``raw`` is the item exactly as Visma sent it, so
+    nothing is lost.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -27,10 +33,15 @@ class Notification(BaseModel):
     notification_id: str = Field(min_length=1, max_length=200)
     tenant_id: str = Field(min_length=1, max_length=200)
     event: str = Field(min_length=1, max_length=200)
+    service: str | None = None
     resource_path: str | None = None
+    deleted: bool = False
+    api_client_id: str | None = None
+    publisher: str | None = None
     action: str | None = None
     occurred_at: datetime | None = None
-    source_format: Literal["legacy", "dispatcher"]
+    source_format: Literal["legacy", "dispatcher", "reconciled"]
+    derived_id: bool = False
     raw: dict[str, Any]
 
     @field_validator("event")
