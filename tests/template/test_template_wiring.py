@@ -222,7 +222,13 @@ PROCESSOR_ENVIRONMENT = {
     "IDEMPOTENCY_TABLE": ref("IdempotencyTable"),
     "IDEMPOTENCY_TTL_HOURS": "168",
     "VISMA_API_BASE_URL": "https://api.finance.visma.net",
+    "VISMA_SALESORDERS_BASE_URL": "https://salesorder.visma.net",
+    "VISMA_JOURNALTX_BASE_URL": "https://journaltx.visma.net",
+    "VISMA_FINANCIALS_SCOPE": "",
+    "VISMA_SALESORDERS_SCOPE": "",
+    "VISMA_JOURNALTX_SCOPE": "",
     "VISMA_TOKEN_URL": "https://connect.visma.com/connect/token",
+    "FINGERPRINT_IGNORE_FIELDS": "",
     "VISMA_CLIENT_SECRET_ARN": ref("VismaClientSecret"),
     "HANDLER_MODULES": "visma_webhooks.notification_handlers.log",
     "FEEDBACK_SOURCE": ref("AWS::StackName"),
@@ -256,6 +262,26 @@ def test_optional_processor_settings_follow_their_parameters(template):
     assert variables["ARCHIVE_BUCKET"] == ref("ArchiveBucket")
     assert variables["FEEDBACK_SOURCE"] == "Shop sync"
 
+
+
+def test_each_visma_service_follows_its_parameters(template):
+    """Each API service has its own base URL and scopes; the processor reads them by these names."""
+    variables = _function(
+        template,
+        "ProcessorFunction",
+        VismaSalesOrdersBaseUrl="https://salesorder.example.test",
+        VismaJournalTxBaseUrl="https://journaltx.example.test",
+        VismaFinancialsScope="vismanet_erp_service_api:read",
+        VismaSalesOrdersScope="salesorder:read salesorder:update",
+        VismaJournalTxScope="journaltransaction:read",
+        FingerprintIgnoreFields="lastModifiedDateTime,timeStamp,changeCounter",
+    )["Properties"]["Environment"]["Variables"]
+    assert variables["VISMA_SALESORDERS_BASE_URL"] == "https://salesorder.example.test"
+    assert variables["VISMA_JOURNALTX_BASE_URL"] == "https://journaltx.example.test"
+    assert variables["VISMA_FINANCIALS_SCOPE"] == "vismanet_erp_service_api:read"
+    assert variables["VISMA_SALESORDERS_SCOPE"] == "salesorder:read salesorder:update"
+    assert variables["VISMA_JOURNALTX_SCOPE"] == "journaltransaction:read"
+    assert variables["FINGERPRINT_IGNORE_FIELDS"] == "lastModifiedDateTime,timeStamp,changeCounter"
 
 def test_outputs(template):
     outputs = template["Outputs"]
