@@ -17,16 +17,17 @@ import pytest
 import requests
 
 from tests.sandbox_support import RATE_HEADERS, TENANT, auth, token
-from visma_webhooks.domain.resources import ResourceRules
+from visma_webhooks.domain.resources import Resource, ResourceRules
+from visma_webhooks.domain.services import FINANCIALS, SALESORDERS
 from visma_webhooks_local.sandbox import VismaSandbox
-from visma_webhooks_local.sandbox.fixtures import DEFAULT_FIXTURES
+from visma_webhooks_local.sandbox.fixtures import DEFAULT_FIXTURES, DEFAULT_SERVICE_FIXTURES
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 
 
-def resource_paths_in(node: object, rules: ResourceRules) -> set[str]:
-    """The resource paths named anywhere in ``node`` (JSON strings inside it included)."""
+def resource_paths_in(node: object, rules: ResourceRules) -> set[Resource]:
+    """The resources named anywhere in ``node`` (JSON strings inside it included)."""
     if isinstance(node, str) and node.lstrip()[:1] in ("{", "["):
         with contextlib.suppress(ValueError):
             return resource_paths_in(json.loads(node), rules)  # an API Gateway event's body
@@ -34,25 +35,25 @@ def resource_paths_in(node: object, rules: ResourceRules) -> set[str]:
         return set().union(*(resource_paths_in(item, rules) for item in node))
     if not isinstance(node, dict):
         return set()
-    paths: set[str] = set()
+    paths: set[Resource] = set()
     for key, value in node.items():
         if key.lower() == "resourceuri" and isinstance(value, str):
-            paths.add(rules.resource_path(value))
+            paths.add(rules.resolve(value))
         elif key.lower() == "relativeresourceuri" and isinstance(value, str):
-            paths.add(rules.relative_path(value))
+            paths.add(rules.resolve_relative(value))
         else:
             paths |= resource_paths_in(value, rules)
     return paths
 
 
-def sample_resource_paths() -> set[str]:
-    """Every resource path that the sample notifications in events/ name (404 samples aside)."""
+def sample_resource_paths() -> set[Resource]:
+    """Every resource that the sample notifications in events/ name (404 samples aside)."""
     rules = ResourceRules()
-    paths: set[str] = set()
+    paths: set[Resource] = set()
     for file in EVENTS.glob("*.json"):
-        if file.resolve() != DEFAULT_FIXTURES.resolve():
+        if file.resolve() not in (DEFAULT_FIXTURES.resolve(), DEFAULT_SERVICE_FIXTURES.resolve()):
             paths |= resource_paths_in(json.loads(file.read_text()), rules)
-    return {p for p in paths if not any(s.startswith("missing") for s in p.split("/")[3:])}
+    return {r for r in paths if not any(s.startswith("missing") for s in r.path.split("/")[3:])}
 
 
 # -- tokens ------------------------------------------------------------------------------
@@ -144,15 +145,17 @@ def test_tokens_are_bound_to_their_tenant_and_can_be_revoked(sandbox, http):
 
 
 def test_every_resource_named_in_the_samples_is_a_fixture(sandbox, http):
-    paths = sample_resource_paths()
-    fixtures = json.loads(DEFAULT_FIXTURES.read_text())
-    assert len(paths) >= 7
-    assert paths <= set(fixtures)
+    resources = sample_resource_paths()
+    fixtures = {FINANCIALS: json.loads(DEFAULT_FIXTURES.read_text())}
+    fixtures |= json.loads(DEFAULT_SERVICE_FIXTURES.read_text())
+    assert len(resources) >= 7
+    assert {r.service for r in resources} >= {FINANCIALS, SALESORDERS}
     headers = auth(token(sandbox, http))
-    for path in sorted(paths):
-        response = http.get(sandbox.url + path, headers=headers, timeout=5)
-        assert response.status_code == 200, path
-        assert response.json() == fixtures[path]
+    for resource in sorted(resources, key=lambda r: (r.service, r.path)):
+        assert resource.path in fixtures[resource.service], resource
+        response = http.get(sandbox.urls[resource.service] + resource.path, headers=headers, timeout=5)
+        assert response.status_code == 200, resource
+        assert response.json() == fixtures[resource.service][resource.path]
         assert "synthetic" not in response.json()
 
 
@@ -160,7 +163,7 @@ def test_unknown_ids_are_synthesised_and_missing_ids_are_404(sandbox, http):
     headers = auth(token(sandbox, http))
     response = http.get(sandbox.url + "/v1/salesorder/SO/9999", headers=headers, timeout=5)
     assert response.json() == {"id": "SO/9999", "entity": "salesorder", "synthetic": True}
-    for path in ("/v1/customer/missing-1", "/v1/salesorder/SO/missing", "/v1/customer", "/v2/customer/1"):
+    for path in ("/v1/customer/missing-1", "/v1/salesorder/SO/missing", "/v1/customer", "/v3/customer/1"):
         assert http.get(sandbox.url + path, headers=headers, timeout=5).status_code == 404, path
     sandbox.set_resource("/v1/customer/missing-2", {"number": "missing-2"})
     assert http.get(sandbox.url + "/v1/customer/missing-2", headers=headers, timeout=5).status_code == 404

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from visma_webhooks_local.sandbox.server import VismaSandbox
+from visma_webhooks_local.sandbox.webhooks import WebhookConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,8 +18,23 @@ def _parser() -> argparse.ArgumentParser:
         description="An embedded Visma.net ERP API sandbox: a threaded HTTP server on loopback.",
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--fixtures", type=Path, default=None, help="JSON file: path → document")
+    parser.add_argument(
+        "--port", type=int, default=0, help="Financials (and Visma Connect); 0 picks a free port"
+    )
+    parser.add_argument("--salesorders-port", type=int, default=0, help="SalesOrders V3")
+    parser.add_argument("--journaltx-port", type=int, default=0, help="Journal Transactions")
+    parser.add_argument("--fixtures", type=Path, default=None, help="JSON file: Financials path → document")
+    parser.add_argument(
+        "--service-fixtures", type=Path, default=None, help="JSON file: service → path → document"
+    )
+    parser.add_argument("--webhook-url", default=None, help="where writes and deletions are notified")
+    parser.add_argument("--webhook-secret", action="append", default=[], help="signs the notifications")
+    parser.add_argument(
+        "--webhook-delay", type=float, default=0.2, help="seconds from a change to its webhook"
+    )
+    parser.add_argument(
+        "--no-api-client-id", action="store_true", help="notifications do not name the writer's client"
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API call")
     parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of API calls answered 503")
     parser.add_argument("--throttle-rate", type=float, default=0.0, help="fraction answered 429")
@@ -52,6 +68,15 @@ def main(argv: list[str] | None = None) -> int:
             client_secret=args.client_secret,
             rate_limit=args.rate_limit,
             synthesize=not args.no_synthesize,
+            salesorders_port=args.salesorders_port,
+            journaltx_port=args.journaltx_port,
+            service_fixtures=args.service_fixtures,
+            webhooks=WebhookConfig(
+                url=args.webhook_url,
+                secrets=args.webhook_secret,
+                delay=args.webhook_delay,
+                api_client_id=not args.no_api_client_id,
+            ),
         )
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
@@ -60,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     sandbox.start()
     print(f"Visma sandbox listening on {sandbox.url}", flush=True)
+    for name, url in sandbox.urls.items():
+        print(f"  {name} {url}", flush=True)
     try:
         while not stop.wait(0.5):
             pass

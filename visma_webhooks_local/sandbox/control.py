@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from visma_webhooks.domain.services import FINANCIALS
 from visma_webhooks_local.sandbox.faults import FAULT_SETTINGS
 from visma_webhooks_local.sandbox.responses import CONTROL_PREFIX, Response
 
@@ -56,18 +57,66 @@ def _revoke_tokens(sandbox: VismaSandbox, body: Any) -> dict[str, Any]:
     return {"revoked": sandbox.revoke_tokens(tenant)}
 
 
-def _resources(sandbox: VismaSandbox, body: Any) -> dict[str, Any]:
+def _object(body: Any, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise ValueError("resources must be a JSON object of path → document")
-    for resource_path, document in body.items():
-        sandbox.set_resource(resource_path, document)
-    return {"resources": len(sandbox.resources)}
+        raise ValueError(f"{what} must be a JSON object")
+    return body
+
+
+def _resources(sandbox: VismaSandbox, body: Any) -> dict[str, Any]:
+    """``{path: document}`` for Financials, or ``{"service": name, "documents": {path: document}}``."""
+    body = _object(body, "resources")
+    name = body.get("service", FINANCIALS)
+    documents = _object(body.get("documents") if "service" in body else body, "documents")
+    for resource_path, document in documents.items():
+        sandbox.set_resource(resource_path, document, name)
+    return {"resources": len(documents)}
+
+
+def _delete(sandbox: VismaSandbox, body: Any) -> dict[str, Any]:
+    """``{"path", "service"?, "notify"?, "tenant"?, "apiClientId"?}``: later GETs are 404."""
+    body = _object(body, "a deletion")
+    record = sandbox.delete_resource(
+        _text(body, "path"),
+        body.get("service", FINANCIALS),
+        notify=bool(body.get("notify")),
+        tenant=body.get("tenant"),
+        api_client_id=body.get("apiClientId"),
+    )
+    return {"deleted": True, "webhook": record}
+
+
+def _event(sandbox: VismaSandbox, body: Any) -> dict[str, Any]:
+    """``{"path", "tenant", "service"?, "change"?, "changes"?, "apiClientId"?, "delay"?}``: fire a webhook."""
+    body = _object(body, "an event")
+    changes = body.get("changes")
+    if changes is not None:
+        changes = _object(changes, "changes")
+    return sandbox.fire(
+        _text(body, "path"),
+        body.get("service", FINANCIALS),
+        tenant=_text(body, "tenant"),
+        change=body.get("change", "changed"),
+        changes=changes,
+        api_client_id=body.get("apiClientId"),
+        delay=body.get("delay"),
+    )
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
+    return value
 
 
 _VIEWS: dict[str, Callable[[VismaSandbox], Any]] = {
     "feedback": lambda s: s.feedback,
     "requests": lambda s: s.requests,
     "writes": lambda s: s.writes,
+    "calls": lambda s: s.calls(),
+    "webhooks": lambda s: s.webhooks,
+    "webhook-settings": lambda s: s.webhook_settings(),
     "faults": lambda s: s.faults(),
     "health": lambda s: {"ok": True},
 }
@@ -76,4 +125,7 @@ _ACTIONS: dict[str, Callable[[VismaSandbox, Any], Any]] = {
     "reset": _reset,
     "revoke-tokens": _revoke_tokens,
     "resources": _resources,
+    "delete": _delete,
+    "events": _event,
+    "webhook-settings": lambda s, body: s.configure_webhooks(**_object(body, "webhook settings")),
 }

@@ -1,109 +1,50 @@
-"""The sandbox's HTTP server and :class:`VismaSandbox`, which answers each request.
+""":class:`VismaSandbox`: one port per Visma API service, and what answers each request.
 
 Every request is logged and its effects (feedback, writes, tokens, rule hits, rate
-limit use) are recorded before its answer goes out, so that whoever has the answer
-finds them in the sandbox.
+limit use, webhooks queued) are recorded before its answer goes out, so that whoever
+has the answer finds them in the sandbox.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
-import logging
 import math
-import socket
-import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from visma_webhooks.domain.services import FINANCIALS, JOURNAL_TRANSACTIONS, SALESORDERS
+from visma_webhooks_local.sandbox.api import route
 from visma_webhooks_local.sandbox.control import control
-from visma_webhooks_local.sandbox.faults import Faults, RateLimits, Rule
-from visma_webhooks_local.sandbox.fixtures import load_fixtures, lookup
+from visma_webhooks_local.sandbox.faults import Faults, RateLimits
+from visma_webhooks_local.sandbox.fixtures import Documents, Fixtures
+from visma_webhooks_local.sandbox.httpserver import Handler, Server
+from visma_webhooks_local.sandbox.operations import Operations
 from visma_webhooks_local.sandbox.responses import (
     CONTROL_PREFIX,
-    FEEDBACK_PATH,
     TOKEN_PATH,
     Response,
     merge_headers,
-    now_iso,
 )
+from visma_webhooks_local.sandbox.services import SANDBOX_SERVICES, SandboxService, service
 from visma_webhooks_local.sandbox.tokens import TokenIssuer
-
-log = logging.getLogger(__name__)
+from visma_webhooks_local.sandbox.webhooks import Dispatcher, WebhookConfig
 
 MAX_LOG_ENTRIES = 100_000
+CONNECT = "connect"  # Visma Connect, in the request log and the call counts
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that can close its keep-alive connections on shutdown."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.connections: set[socket.socket] = set()
-        self.accepted = 0
-        self._conn_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conn_lock:
-            self.connections.add(request)
-            self.accepted += 1
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conn_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._conn_lock:
-            open_sockets = list(self.connections)
-        for sock in open_sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            return  # the client went away (e.g. it timed out first): nothing to report
-        log.exception("sandbox request failed")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "VismaSandbox/1.0"
-    sandbox: VismaSandbox
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes: without this, Nagle's algorithm and
-        # delayed ACKs add ~40 ms to every keep-alive request.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def _dispatch(self) -> None:
-        self.sandbox._handle(self)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("sandbox: " + format, *args)
-
-
-class VismaSandbox:
-    """The sandbox server; see the package docstring for what it serves."""
+class VismaSandbox(Operations):
+    """The sandbox: Financials (with Visma Connect and the control API) on ``port``, SalesOrders V3
+    on ``salesorders_port``, Journal Transactions on ``journaltx_port``; see the package docstring.
+    """
 
     def __init__(
         self,
         port: int = 0,
-        fixtures: str | Path | Mapping[str, Any] | None = None,
+        fixtures: Fixtures = None,
         latency: float = 0.0,
         error_rate: float = 0.0,
         throttle_rate: float = 0.0,
@@ -118,12 +59,18 @@ class VismaSandbox:
         rate_limit: int = 100_000,
         rate_window: float = 3600.0,
         synthesize: bool = True,
+        salesorders_port: int = 0,
+        journaltx_port: int = 0,
+        service_fixtures: Fixtures = None,
+        webhooks: WebhookConfig | None = None,
     ):
         self.host = host
-        self._requested_port = port
-        self.synthesize = synthesize
-        self._fixtures = load_fixtures(fixtures)
-        self.resources: dict[str, Any] = copy.deepcopy(self._fixtures)
+        self._requested_ports = {
+            FINANCIALS: port,
+            SALESORDERS: salesorders_port,
+            JOURNAL_TRANSACTIONS: journaltx_port,
+        }
+        self.documents = Documents(fixtures, service_fixtures, synthesize)
         self._lock = threading.RLock()
         self._faults = Faults(
             self._lock,
@@ -135,42 +82,54 @@ class VismaSandbox:
             timeout_seconds=timeout_seconds,
             rate_limit=rate_limit,
         )
-        self._limits = RateLimits(self._lock, rate_window)
+        self._limits = {name: RateLimits(self._lock, rate_window) for name in SANDBOX_SERVICES}
         self._tokens = TokenIssuer(self._lock, client_id, client_secret, token_ttl)
+        self._dispatcher = Dispatcher(webhooks or WebhookConfig())
         self._feedback: list[dict[str, Any]] = []
         self._writes: list[dict[str, Any]] = []
         self._requests: deque[dict[str, Any]] = deque(maxlen=MAX_LOG_ENTRIES)
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._servers: dict[str, Server] = {}
+        self._threads: list[threading.Thread] = []
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> VismaSandbox:
-        if self._server is not None:
+        if self._servers:
             return self
-        handler = type("SandboxHandler", (_Handler,), {"sandbox": self})
         self._stopping.clear()
-        self._server = _Server((self.host, self._requested_port), handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="visma-sandbox",
-            daemon=True,
-        )
-        self._thread.start()
+        try:
+            for name, port in self._requested_ports.items():
+                handler = type("SandboxHandler", (Handler,), {"sandbox": self, "service": name})
+                self._servers[name] = Server((self.host, port), handler)
+        except OSError:
+            self.stop()
+            raise
+        for name, server in self._servers.items():
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"visma-sandbox-{name}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
+        servers, self._servers = self._servers, {}
+        self._dispatcher.stop()
+        if not servers:
             return
         self._stopping.set()  # wakes hanging requests
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for server in servers.values():
+            if self._threads:
+                server.shutdown()
+            server.close_connections()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads = []
 
     def __enter__(self) -> VismaSandbox:
         return self.start()
@@ -180,14 +139,33 @@ class VismaSandbox:
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        return self._port(FINANCIALS)
+
+    def _port(self, name: str) -> int:
+        server = self._servers.get(name)
+        if server is None:
             raise RuntimeError("the sandbox is not running")
-        return int(self._server.server_address[1])
+        return int(server.server_address[1])
 
     @property
     def url(self) -> str:
-        """The API base URL (resources are at ``url + "/v1/..."``)."""
+        """The Financials API base URL (resources at ``url + "/v1/..."``), Visma Connect and the control API."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def salesorders_url(self) -> str:
+        """The SalesOrders V3 base URL (``/api/v3/SalesOrders/{orderType}/{orderNbr}``)."""
+        return f"http://{self.host}:{self._port(SALESORDERS)}"
+
+    @property
+    def journaltx_url(self) -> str:
+        """The Journal Transaction API base URL (``/api/v1/JournalTransactions/{batchNumber}``)."""
+        return f"http://{self.host}:{self._port(JOURNAL_TRANSACTIONS)}"
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """Every service's base URL, by service name."""
+        return {name: f"http://{self.host}:{self._port(name)}" for name in self._requested_ports}
 
     @property
     def token_url(self) -> str:
@@ -195,8 +173,8 @@ class VismaSandbox:
 
     @property
     def connections(self) -> int:
-        """TCP connections accepted so far (to observe connection reuse)."""
-        return self._server.accepted if self._server else 0
+        """TCP connections accepted so far, on every port (to observe connection reuse)."""
+        return sum(server.accepted for server in self._servers.values())
 
     @property
     def client_id(self) -> str | None:
@@ -208,66 +186,15 @@ class VismaSandbox:
 
     @property
     def rate_window(self) -> float:
-        return self._limits.window
-
-    # -- Python control API -------------------------------------------------------------
+        return self._limits[FINANCIALS].window
 
     @property
-    def feedback(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return copy.deepcopy(self._feedback)
-
-    @property
-    def requests(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(r) for r in self._requests]
-
-    @property
-    def writes(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return copy.deepcopy(self._writes)
-
-    def faults(self) -> dict[str, Any]:
-        """The current fault settings and rules (with how often each rule has fired)."""
-        return self._faults.snapshot()
-
-    def set_faults(self, **settings: Any) -> dict[str, Any]:
-        """Change the given settings (see :meth:`.Faults.update`); ``rules`` replaces every rule."""
-        self._faults.update(**settings)
-        return self.faults()
-
-    def add_rule(self, path: str, status: int | None = None, times: int | None = None, **fields: Any) -> Rule:
-        """Append a per-path rule (see the package docstring) and return it."""
-        rule = Rule.from_dict({"path": path, "status": status, "times": times, **fields})
-        self._faults.add_rule(rule)
-        return rule
-
-    def clear_rules(self) -> None:
-        self._faults.clear_rules()
-
-    def set_resource(self, path: str, document: Any) -> None:
-        if not path.startswith("/v1/"):
-            raise ValueError("resource paths start with /v1/")
-        with self._lock:
-            self.resources[path] = copy.deepcopy(document)
-
-    def revoke_tokens(self, tenant: str | None = None) -> int:
-        """Invalidate issued tokens (of one tenant, or all); the next API call gets a 401."""
-        return self._tokens.revoke(tenant)
-
-    def reset(self) -> None:
-        """Back to the start: fault settings, no rules, empty logs, fresh rate windows and documents."""
-        with self._lock:
-            self._faults.reset()
-            self._feedback.clear()
-            self._writes.clear()
-            self._requests.clear()
-            self._limits.reset()
-            self.resources = copy.deepcopy(self._fixtures)
+    def synthesize(self) -> bool:
+        return self.documents.synthesize
 
     # -- request handling ---------------------------------------------------------------
 
-    def _handle(self, h: _Handler) -> None:
+    def _handle(self, h: Handler, service_name: str) -> None:
         started = time.time()
         split = urlsplit(h.path)
         path = split.path
@@ -281,11 +208,13 @@ class VismaSandbox:
             h.close_connection = True
             return
         raw = h.rfile.read(length) if length else b""
-        if path.startswith(CONTROL_PREFIX):
+        main = service_name == FINANCIALS  # Visma Connect and the control API live beside Financials
+        if main and path.startswith(CONTROL_PREFIX):
             self._send(h, method, control(self, method, path, raw))
             return
-        response = self._serve(method, path, h.headers, raw)
+        response = self._serve(service(service_name), method, path, h.headers, raw)
         entry = {
+            "service": CONNECT if main and path == TOKEN_PATH else service_name,
             "method": method,
             "path": path,
             "query": split.query,
@@ -301,7 +230,7 @@ class VismaSandbox:
         self._send(h, method, response)
 
     @staticmethod
-    def _send(h: _Handler, method: str, response: Response) -> None:
+    def _send(h: Handler, method: str, response: Response) -> None:
         body = b"" if response.body is None else json.dumps(response.body).encode()
         h.send_response(response.status)
         for name, value in response.headers.items():
@@ -314,24 +243,26 @@ class VismaSandbox:
         if body and method != "HEAD" and response.status not in (204, 304):
             h.wfile.write(body)
 
-    def _serve(self, method: str, path: str, headers: Any, raw: bytes) -> Response:
-        is_api = path.startswith("/v1/")
+    def _serve(self, svc: SandboxService, method: str, path: str, headers: Any, raw: bytes) -> Response:
+        is_api = bool(svc.api.match(path))
+        is_token = svc.name == FINANCIALS and path == TOKEN_PATH
         if is_api:
             self._hang(self._faults["latency"])
         form: dict[str, str] = {}
-        if path == TOKEN_PATH:
+        client = None
+        if is_token:
             form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
             tenant = form.get("tenant_id") or None
         else:
-            tenant = self._tokens.tenant_of(headers)
+            tenant, client = self._tokens.holder_of(headers)
 
         rule = self._faults.take_rule(method, path, tenant)
         if rule is not None:
             self._hang(rule.delay)
             if rule.status is not None:
-                return rule.response(tenant, self._rate_headers(tenant))
+                return rule.response(tenant, self._rate_headers(svc, tenant))
 
-        if path == TOKEN_PATH:
+        if is_token:
             response = self._tokens.issue(headers, form) if method == "POST" else Response(405)
         elif not is_api:
             response = Response(404, {"message": f"no such endpoint: {path}"})
@@ -342,9 +273,9 @@ class VismaSandbox:
                 {"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
         else:
-            response = self._api(method, path, tenant, raw)
+            response = self._api(svc, method, path, (tenant, client), raw)
         response.tenant = response.tenant or tenant
-        response.headers = {**self._rate_headers(response.tenant), **response.headers}
+        response.headers = {**self._rate_headers(svc, response.tenant), **response.headers}
         if rule is not None:
             response.headers = merge_headers(response.headers, rule.headers)
             response.fault = response.fault or "rule"
@@ -354,12 +285,15 @@ class VismaSandbox:
         if seconds > 0:
             self._stopping.wait(seconds)
 
-    def _rate_headers(self, tenant: str | None) -> dict[str, str]:
-        return self._limits.headers(tenant, int(self._faults["rate_limit"]))
+    def _rate_headers(self, svc: SandboxService, tenant: str | None) -> dict[str, str]:
+        return self._limits[svc.name].headers(tenant, int(self._faults["rate_limit"]))
 
-    def _api(self, method: str, path: str, tenant: str, raw: bytes) -> Response:
-        # The rate limit first: every authenticated call uses one unit, as Visma counts them.
-        wait = self._limits.take(tenant, int(self._faults["rate_limit"]))
+    def _api(
+        self, svc: SandboxService, method: str, path: str, caller: tuple[str, str | None], raw: bytes
+    ) -> Response:
+        # The rate limit first: every authenticated call uses one unit of its service's, as Visma counts them.
+        tenant = caller[0]
+        wait = self._limits[svc.name].take(tenant, int(self._faults["rate_limit"]))
         if wait is not None:
             return Response(
                 429,
@@ -380,61 +314,6 @@ class VismaSandbox:
             return Response(
                 429, {"message": "Too many requests (injected)"}, {"Retry-After": "1"}, tenant, "throttle"
             )
-        response = self._route(method, path, tenant, raw)
+        response = route(self, svc, method, path, caller, raw)
         response.fault = fault
         return response
-
-    def _route(self, method: str, path: str, tenant: str, raw: bytes) -> Response:
-        if method in ("GET", "HEAD"):
-            with self._lock:
-                document = lookup(self.resources, path, self.synthesize)
-            if document is None:
-                return Response(404, {"message": f"resource not found: {path}"})
-            return Response(200, document)
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            return Response(400, {"message": "the request body is not JSON"})
-        if path == FEEDBACK_PATH:
-            return self._record_feedback(method, tenant, body)
-        if method not in ("POST", "PUT", "PATCH", "DELETE"):
-            return Response(405, {"message": f"{method} is not supported"})
-        with self._lock:
-            self._writes.append(
-                {"tenant": tenant, "method": method, "path": path, "body": body, "received_at": now_iso()}
-            )
-        if method == "POST":
-            return Response(201, None, {"Location": path})
-        return Response(204)
-
-    def _record_feedback(self, method: str, tenant: str, body: Any) -> Response:
-        if method != "POST":
-            return Response(405, {"message": "feedback is created with POST"})
-        if not isinstance(body, dict):
-            return Response(400, {"message": "feedback must be a JSON object"})
-        problems = _feedback_problems(body)
-        if problems:
-            return Response(400, {"message": "; ".join(problems)})
-        record = {
-            "tenant": tenant,
-            "notificationId": body["notificationId"],
-            "source": body.get("source"),
-            "description": body.get("description"),
-            "isSuccess": body["isSuccess"],
-            "received_at": now_iso(),
-        }
-        with self._lock:
-            self._feedback.append(record)
-        return Response(201)
-
-
-def _feedback_problems(body: dict[str, Any]) -> list[str]:
-    problems = []
-    if not isinstance(body.get("notificationId"), str) or not body["notificationId"]:
-        problems.append("notificationId must be a non-empty string")
-    if not isinstance(body.get("isSuccess"), bool):
-        problems.append("isSuccess must be true or false")
-    for name in ("source", "description"):
-        if body.get(name) is not None and not isinstance(body[name], str):
-            problems.append(f"{name} must be a string")
-    return problems

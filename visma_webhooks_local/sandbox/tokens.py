@@ -22,7 +22,7 @@ class TokenIssuer:
         self.client_id = client_id
         self._client_secret = client_secret
         self.ttl = ttl
-        self._tokens: dict[str, tuple[str, float]] = {}  # token → (tenant, expires at, monotonic)
+        self._tokens: dict[str, tuple[str, float, str | None]] = {}  # token → (tenant, expires at, client)
 
     def __iter__(self) -> Iterator[str]:
         with self._lock:
@@ -49,7 +49,7 @@ class TokenIssuer:
             return Response(400, {"error": "invalid_request", "error_description": "tenant_id is required"})
         token = secrets.token_urlsafe(24)
         with self._lock:
-            self._tokens[token] = (tenant, time.monotonic() + self.ttl)
+            self._tokens[token] = (tenant, time.monotonic() + self.ttl, client_id)
         body: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": self.ttl}
         if form.get("scope"):
             body["scope"] = form["scope"]
@@ -58,19 +58,26 @@ class TokenIssuer:
 
     def tenant_of(self, headers: Any) -> str | None:
         """The tenant of a valid Bearer token in ``Authorization``, else None."""
+        return self.holder_of(headers)[0]
+
+    def holder_of(self, headers: Any) -> tuple[str | None, str | None]:
+        """(tenant, client id) of a valid Bearer token in ``Authorization``, else (None, None).
+
+        The client id is what Visma names as a change's ``ApiClientId``.
+        """
         value = headers.get("Authorization", "")
         if not value.lower().startswith("bearer "):
-            return None
+            return None, None
         with self._lock:
             found = self._tokens.get(value[7:].strip())
         if found is None or found[1] <= time.monotonic():
-            return None
-        return found[0]
+            return None, None
+        return found[0], found[2]
 
     def revoke(self, tenant: str | None = None) -> int:
         """Invalidate issued tokens (of one tenant, or all); returns how many."""
         with self._lock:
-            doomed = [t for t, (owner, _) in self._tokens.items() if tenant is None or owner == tenant]
+            doomed = [t for t, (owner, *_) in self._tokens.items() if tenant is None or owner == tenant]
             for token in doomed:
                 del self._tokens[token]
         return len(doomed)
