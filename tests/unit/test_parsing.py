@@ -9,13 +9,16 @@ import pytest
 
 from tests.conftest import load_event
 from visma_webhooks.domain.parsing import (
+    FINANCIAL_PUBLISHER,
     MAX_DEPTH,
     MAX_ITEMS,
+    SALESORDER_PUBLISHER,
     PayloadError,
     parse_delivery,
     ticks_to_datetime,
 )
 from visma_webhooks.domain.resources import ResourceRules
+from visma_webhooks.domain.services import FINANCIALS, JOURNAL_TRANSACTIONS, SALESORDERS
 
 RULES = ResourceRules()
 SEED_TICKS = 636875998723700000
@@ -47,9 +50,13 @@ def test_seed_legacy_example():
     assert notification.notification_id == "1455fe2a-4240-4a32-b7a5-201430e9a842"
     assert notification.tenant_id == "1262489"
     assert notification.event == "salesorder_changed"
-    assert notification.resource_path == "/v1/salesorder/1286"
+    # a legacy Financials sales order is fetched from SalesOrders V3 (type SO: Financials' default)
+    assert (notification.service, notification.resource_path) == (SALESORDERS, "/api/v3/SalesOrders/SO/1286")
     assert notification.action == "Freight"
     assert notification.source_format == "legacy"
+    assert (notification.publisher, notification.api_client_id) == (None, None)
+    assert not notification.deleted
+    assert not notification.derived_id
     assert notification.occurred_at == datetime(2019, 3, 7, 23, 57, 52, 370000, tzinfo=UTC)
     assert notification.raw == load_event("legacy-single.json")[0]
 
@@ -59,12 +66,12 @@ def test_grouped_legacy_array():
     delivery = parse(payload)
 
     assert delivery.rejections == []
-    assert [n.resource_path for n in delivery.notifications] == [
-        "/v1/customer/10001",
-        "/v1/supplier/20002",
-        "/v1/inventory/BOLT-M8",
-        "/v1/salesorder/SO/1287",
-        "/v1/customerinvoice/INV-000452",
+    assert [(n.service, n.resource_path) for n in delivery.notifications] == [
+        (FINANCIALS, "/v1/customer/10001"),
+        (FINANCIALS, "/v1/supplier/20002"),
+        (FINANCIALS, "/v1/inventory/BOLT-M8"),
+        (SALESORDERS, "/api/v3/SalesOrders/SO/1287"),
+        (FINANCIALS, "/v1/customerinvoice/INV-000452"),
     ]
     assert [n.notification_id for n in delivery.notifications] == [i["notificationId"] for i in payload]
     assert delivery.notifications[3].action == "PrepareInvoice"
@@ -81,7 +88,9 @@ def test_dispatcher_delivery_with_headers():
     assert notification.notification_id == sample["headers"]["x-vwd-notification-id"]
     assert notification.tenant_id == sample["headers"]["x-vwd-tenant-id"]
     assert notification.event == "customer_changed"
-    assert notification.resource_path == "/v1/customer/10002"
+    assert (notification.service, notification.resource_path) == (FINANCIALS, "/v1/customer/10002")
+    assert notification.publisher == FINANCIAL_PUBLISHER
+    assert not notification.derived_id
     # no timestamp in the body: the notification timestamp header (epoch ms) is used
     assert notification.occurred_at == datetime(2025, 11, 24, 16, 0, tzinfo=UTC)
     assert notification.raw == sample["body"]
@@ -166,7 +175,7 @@ def test_tenant_and_id_come_from_headers_when_the_body_lacks_them():
     assert notification.source_format == "dispatcher"
 
 
-def test_shared_header_id_is_suffixed_with_the_item_index():
+def test_shared_header_id_is_suffixed_with_the_item_index_and_marked_derived():
     headers = {"x-vwd-tenant-id": "t", "x-vwd-notification-id": "d-1"}
     items = [
         {"Event": "Customer Changed"},
@@ -175,15 +184,231 @@ def test_shared_header_id_is_suffixed_with_the_item_index():
     ]
     delivery = parse(items, headers)
 
-    assert [n.notification_id for n in delivery.notifications] == ["d-1:0", "own", "d-1:2"]
+    assert [n.notification_id for n in delivery.notifications] == ["d-1:0", "d-1:1", "d-1:2"]
+    assert all(n.derived_id for n in delivery.notifications)
     assert delivery.duplicates == 0
 
 
-def test_body_values_win_over_headers():
+def test_the_header_id_and_tenant_win_over_the_body():
     headers = {"x-vwd-tenant-id": "header-tenant", "x-vwd-notification-id": "header-id"}
     [notification] = parse([legacy()], headers).notifications
 
-    assert (notification.notification_id, notification.tenant_id) == (legacy()["notificationId"], "1262489")
+    assert (notification.notification_id, notification.tenant_id) == ("header-id", "header-tenant")
+    assert not notification.derived_id
+
+
+def test_two_notifications_about_one_customer_stay_two():
+    """A body ``id`` is the entity's, not the notification's: it must not merge two deliveries."""
+    body = {
+        "Event": "Customer Changed",
+        "Id": "10002",
+        "ResourceUri": "https://api.finance.visma.net/v1/customer/10002",
+    }
+    first, second = (
+        parse(body, {"x-vwd-tenant-id": "t", "x-vwd-notification-id": nid}).notifications[0]
+        for nid in ("n-1", "n-2")
+    )
+
+    assert (first.notification_id, second.notification_id) == ("n-1", "n-2")
+
+
+@pytest.mark.parametrize("key", ["notificationId", "NotificationId", "id", "Id"])
+def test_a_body_id_is_used_when_there_is_no_header_id(key):
+    item = {key: "body-id", "contextId": "1", "event": "customer_changed"}
+    [notification] = parse([item], {"x-vwd-subscription-id": "s"}).notifications
+
+    assert notification.notification_id == "body-id"
+    assert not notification.derived_id
+
+
+def test_a_body_id_that_is_not_an_id_does_not_matter_when_the_header_names_one():
+    headers = {"x-vwd-tenant-id": "t", "x-vwd-notification-id": "d-1"}
+    [notification] = parse({"Event": "Customer Changed", "Id": {"Value": 7}}, headers).notifications
+
+    assert notification.notification_id == "d-1"
+
+
+def test_duplicates_within_a_delivery_are_per_tenant():
+    delivery = parse([legacy(), legacy(contextId="other-tenant"), legacy(action="again")])
+
+    assert [(n.tenant_id, n.notification_id) for n in delivery.notifications] == [
+        ("1262489", legacy()["notificationId"]),
+        ("other-tenant", legacy()["notificationId"]),
+    ]
+    assert delivery.duplicates == 1
+
+
+def test_a_rejected_item_of_a_shared_header_id_names_its_derived_id():
+    headers = {"x-vwd-tenant-id": "t", "x-vwd-notification-id": "d-1"}
+    delivery = parse(
+        [
+            {"Event": "Customer Changed"},
+            {"Event": "Customer Changed", "ResourceUri": "https://evil.example/v1/x/1"},
+        ],
+        headers,
+    )
+
+    [rejection] = delivery.rejections
+    assert (rejection.index, rejection.count, rejection.notification_id, rejection.tenant_id) == (
+        1,
+        2,
+        "d-1:1",
+        "t",
+    )
+
+
+# --- both publishers, deletions, the writer ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "normalised", "publisher"),
+    [
+        ("SALESORDER_CREATED", "salesorder_created", SALESORDER_PUBLISHER),
+        ("SALESORDER_UPDATED", "salesorder_updated", SALESORDER_PUBLISHER),
+        ("SALESORDER_DELETED", "salesorder_deleted", SALESORDER_PUBLISHER),
+        ("SALESORDER_UI_CUSTOMACTION", "salesorder_ui_customaction", SALESORDER_PUBLISHER),
+        ("Customer Changed", "customer_changed", FINANCIAL_PUBLISHER),
+        ("AR Invoice Status Changed", "ar_invoice_status_changed", FINANCIAL_PUBLISHER),
+        ("Shipment Deleted", "shipment_deleted", FINANCIAL_PUBLISHER),
+        ("Account Deleted", "account_deleted", FINANCIAL_PUBLISHER),
+        ("Inventory Item Action Triggered", "inventory_item_action_triggered", FINANCIAL_PUBLISHER),
+        ("journaltransaction_changed", "journaltransaction_changed", None),
+        ("salesorder_changed", "salesorder_changed", None),
+    ],
+)
+def test_both_publishers_events_normalise_into_one_vocabulary(event, normalised, publisher):
+    headers = {"x-vwd-tenant-id": "t", "x-vwd-notification-id": "n"}
+    [notification] = parse({"Event": event}, headers).notifications
+
+    assert notification.event == normalised
+    assert notification.publisher == publisher
+    assert notification.deleted == normalised.endswith("_deleted")
+
+
+def test_legacy_items_have_no_inferred_publisher():
+    [notification] = parse([legacy(event="Customer Changed")]).notifications
+
+    assert notification.publisher is None
+
+
+@pytest.mark.parametrize("key", ["publisher", "Publisher", "PublisherName", "source", "EventSource"])
+def test_a_publisher_named_in_the_body_wins(key):
+    [notification] = parse([legacy(**{key: "visma.net.erp.journaltransactionservice"})]).notifications
+
+    assert notification.publisher == "visma.net.erp.journaltransactionservice"
+
+
+@pytest.mark.parametrize("value", [{"name": "x"}, ["x"], True, "p" * 201])
+def test_a_publisher_that_is_not_text_is_ignored_not_refused(value):
+    headers = {"x-vwd-tenant-id": "t", "x-vwd-notification-id": "n"}
+    [notification] = parse({"Event": "SALESORDER_UPDATED", "Publisher": value}, headers).notifications
+
+    assert notification.publisher == SALESORDER_PUBLISHER
+    assert notification.raw["Publisher"] == value
+
+
+@pytest.mark.parametrize(
+    "event", ["account_deleted", "shipment_deleted", "salesorder_deleted", "Project Deleted"]
+)
+def test_deletions(event):
+    [notification] = parse([legacy(event=event)]).notifications
+
+    assert notification.deleted
+
+
+@pytest.mark.parametrize("event", ["customer_changed", "deleted_customer_restored", "salesorder_undeleted_x"])
+def test_not_deletions(event):
+    [notification] = parse([legacy(event=event)]).notifications
+
+    assert not notification.deleted
+
+
+@pytest.mark.parametrize("key", ["ApiClientId", "apiClientId", "ApiClientID", "api_client_id", "APICLIENTID"])
+def test_the_writers_client_id_in_any_casing(key):
+    [notification] = parse(
+        [legacy(**{key: "shop-client"}, TenantId="1262489", IsScheduler=False)]
+    ).notifications
+
+    assert notification.api_client_id == "shop-client"
+    assert notification.raw["IsScheduler"] is False
+
+
+@pytest.mark.parametrize(
+    "header", ["x-vwd-api-client-id", "X-Vwd-ApiClientId", "x-vwd-apiclientid", "ApiClientId"]
+)
+def test_the_writers_client_id_from_a_header(header):
+    headers = {"x-vwd-tenant-id": "t", "x-vwd-notification-id": "n", header: " shop-client "}
+    delivery = parse({"Event": "Customer Changed"}, headers)
+
+    assert delivery.notifications[0].api_client_id == "shop-client"
+    assert delivery.metadata["x-vwd-api-client-id"] == "shop-client"
+
+
+def test_the_bodys_client_id_wins_over_a_header():
+    headers = {"x-vwd-tenant-id": "t", "x-vwd-notification-id": "n", "x-vwd-api-client-id": "header-client"}
+    [notification] = parse({"Event": "Customer Changed", "ApiClientId": "body-client"}, headers).notifications
+
+    assert notification.api_client_id == "body-client"
+
+
+@pytest.mark.parametrize("value", [{"id": "x"}, ["x"], 1.5])
+def test_a_client_id_that_is_not_text_is_ignored_not_refused(value):
+    [notification] = parse([legacy(ApiClientId=value)]).notifications
+
+    assert notification.api_client_id is None
+    assert notification.raw["ApiClientId"] == value
+
+
+@pytest.mark.parametrize(
+    ("uri", "service", "path"),
+    [
+        (
+            "https://salesorder.visma.net/api/v3/SalesOrders/SO/1286",
+            SALESORDERS,
+            "/api/v3/SalesOrders/SO/1286",
+        ),
+        (
+            "https://journaltx.visma.net/api/v1/journaltransaction/JT1",
+            JOURNAL_TRANSACTIONS,
+            "/api/v1/journaltransaction/JT1",
+        ),
+        ("https://api.finance.visma.net/v2/journaltransaction/JT1", FINANCIALS, "/v2/journaltransaction/JT1"),
+    ],
+)
+def test_each_service_is_named_with_its_path(uri, service, path):
+    headers = {"x-vwd-tenant-id": "t", "x-vwd-notification-id": "n"}
+    [notification] = parse([{"event": "SALESORDER_UPDATED", "resourceUri": uri}], headers).notifications
+
+    assert (notification.service, notification.resource_path) == (service, path)
+
+
+def test_the_legacy_sales_order_rule_is_configurable():
+    rules = ResourceRules.from_env({"LEGACY_SALESORDER_RULE": "financials"})
+    [notification] = parse_delivery(
+        json.dumps(load_event("legacy-single.json")).encode(), {}, rules
+    ).notifications
+
+    assert (notification.service, notification.resource_path) == (FINANCIALS, "/v1/salesorder/1286")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"eventType": "SALESORDER_UPDATED", "data": {"orderType": "SO", "orderNbr": "1286"}, "Version": 3},
+        [{"EVENT": "Customer Changed", "Extra": [1, {"x": None}]}, {"event": "Customer Changed"}],
+        {
+            "eventName": "SALESORDER_UI_CUSTOMACTION",
+            "action": "ShipNow",
+            "ResourceURI": "https://salesorder.visma.net/api/v3/SalesOrders/SO/1",
+        },
+    ],
+)
+def test_dispatcher_bodies_of_any_shape_are_kept_whole(body):
+    headers = {"x-vwd-tenant-id": "t", "x-vwd-notification-id": "n"}
+    delivery = parse(body, headers)
+
+    assert delivery.rejections == []
+    assert [n.raw for n in delivery.notifications] == (body if isinstance(body, list) else [body])
 
 
 def test_unknown_fields_are_kept_in_raw():
@@ -214,7 +439,7 @@ HOST = "https://api.finance.visma.net"
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
-        ({"notificationId": ...}, "no notification id"),
+        ({"notificationId": ...}, "no notification id (x-vwd-notification-id or notificationId)"),
         ({"notificationId": ""}, "no notification id"),
         ({"contextId": ...}, "no tenant"),
         ({"contextId": None}, "no tenant"),
@@ -233,7 +458,20 @@ HOST = "https://api.finance.visma.net"
         ({"resourceUri": ..., "relativeResourceUri": ["api"]}, "relativeResourceUri must be a string"),
         ({"resourceUri": "http://api.finance.visma.net/v1/customer/1"}, "is not https"),
         ({"resourceUri": "ftp://api.finance.visma.net/v1/customer/1"}, "is not https"),
-        ({"resourceUri": "https://evil.example/v1/customer/1"}, "not allow-listed"),
+        ({"resourceUri": "https://evil.example/v1/customer/1"}, "not allow-listed for any service"),
+        (
+            {"resourceUri": "https://salesorder.visma.net.evil.example/api/v3/SalesOrders/SO/1"},
+            "not allow-listed",
+        ),
+        (
+            {"resourceUri": "https://salesorder.visma.net/v1/customer/1"},
+            "matches no resource pattern of salesorders",
+        ),
+        (
+            {"resourceUri": "https://journaltx.visma.net/v2/journaltransaction/1"},
+            "matches no resource pattern",
+        ),
+        ({"resourceUri": f"{HOST}/v1/salesorder/SO/1/lines/2"}, "no SalesOrders V3 equivalent"),
         ({"resourceUri": "https://10.0.0.1/v1/customer/1"}, "not allow-listed"),
         ({"resourceUri": f"{HOST}/v1/customer/../../admin/1"}, "'..' segment"),
         ({"resourceUri": f"{HOST}/v1/customer/./1"}, "'.' or '..' segment"),
@@ -244,7 +482,8 @@ HOST = "https://api.finance.visma.net"
         ({"resourceUri": f"{HOST}/v1/customer/%252e%252e"}, "percent sign"),
         ({"resourceUri": f"{HOST}/v1/customer/1?expand=all"}, "query or fragment"),
         ({"resourceUri": f"{HOST}/v1/customer/1#top"}, "query or fragment"),
-        ({"resourceUri": f"{HOST}/v2/customer/1"}, "matches no rewrite rule"),
+        ({"resourceUri": f"{HOST}/v3/customer/1"}, "matches no resource pattern of financials"),
+        ({"resourceUri": "https://integration.visma.net/v1/customer/1"}, "matches no rewrite rule"),
         ({"resourceUri": f"{HOST}/v1/customer"}, "is not /v1/<entity>/<id>"),
         ({"resourceUri": f"{HOST}/v1/customer/" + "/".join("abcdefg")}, "is not /v1/<entity>/<id>"),
         ({"resourceUri": f"{HOST}/v1/1customer/1"}, "is not a plain name"),

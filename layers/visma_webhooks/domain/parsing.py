@@ -1,17 +1,48 @@
 """Turning a webhook delivery (raw body + headers) into normalised notifications.
 
-Two formats arrive at the same endpoint:
+Two formats and two dispatcher publishers arrive at the same endpoint:
 
 * legacy (Visma.net Integrations): a JSON array of ``{"notificationId", "contextId",
-  "event", "resourceUri", "action", "timeStamp"}`` items, ``timeStamp`` in .NET ticks;
-* dispatcher (Developer Portal subscriptions): an object or an array, camelCase or
-  PascalCase keys, with ``x-vwd-*`` headers carrying the tenant and notification id.
+  "event", "resourceUri", "relativeResourceUri", "action", "timeStamp"}`` items,
+  ``timeStamp`` in .NET ticks, since ERP 9.30 also ``ApiClientId``;
+* dispatcher (Developer Portal subscriptions), from the publishers ``Visma Net Financial``
+  (display names: ``Customer Changed``) and ``visma.net.erp.salesorderservice``
+  (``SALESORDER_UPDATED``): ``x-vwd-*`` headers carry the tenant and the notification id;
+  Visma does not publish the body, so it may be an object or an array, in any casing.
 
 A delivery is ``dispatcher`` when it carries ``x-vwd-tenant-id`` or
-``x-vwd-notification-id``, ``legacy`` otherwise. Keys are matched case-insensitively
-and unknown fields are kept in ``raw``. A body that is not a JSON object/array of
-objects raises :class:`PayloadError` (400); an item that cannot be a notification
-becomes a :class:`Rejection` with its reasons (kept, never dropped).
+``x-vwd-notification-id``, ``legacy`` otherwise. Body keys are compared lower-cased
+without ``_`` and ``-`` (``NotificationId``, ``notification_id`` and ``NOTIFICATIONID``
+are one key); the first non-empty value of these keys is read, and nothing else:
+
+* id: ``notificationId``, ``id``: only when there is no ``x-vwd-notification-id``;
+* tenant: ``contextId``, ``tenantId``, ``tenant``: only when there is no ``x-vwd-tenant-id``;
+* event: ``event``, ``eventName``, ``eventType`` (normalised: ``Customer Changed`` →
+  ``customer_changed``, ``SALESORDER_UI_CUSTOMACTION`` → ``salesorder_ui_customaction``);
+  a ``*_deleted`` event sets ``deleted``;
+* resource: ``resourceUri`` (also ``resourceUrl``, ``uri``), else ``relativeResourceUri``
+  (``relativeUri``), mapped onto (service, path) by :mod:`visma_webhooks.domain.resources`;
+* ``action``; time: ``timeStamp``, ``occurredAt``, ``eventTime``, ``notificationTimestamp``
+  (ticks, epoch s/ms or ISO 8601), else the ``x-vwd-notification-timestamp`` or
+  ``x-vwd-webhook-timestamp`` header;
+* writer: ``ApiClientId`` (any casing), else the header ``x-vwd-api-client-id`` (also
+  spelt ``x-vwd-apiclientid``, ``ApiClientId``: header names compared like body keys);
+* publisher: ``publisher``, ``publisherName``, ``publisherId``, ``eventSource``,
+  ``source``; else, for dispatcher deliveries, inferred from the event: ``SALESORDER_*`` →
+  ``visma.net.erp.salesorderservice``, a display name with spaces → ``Visma Net
+  Financial``; None for legacy items. A writer or publisher that is not short text is
+  ignored, never a reason to refuse the item.
+
+Ids. The dispatcher's ``x-vwd-notification-id`` is the id whenever present, whatever the
+body says: a body ``id`` may be the entity's, and two notifications about one customer
+must not merge. With one header id and several items, item ``i`` gets
+``<header id>:<i>`` and ``derived_id``: Visma never issued that id, so no feedback is
+posted for it (Visma would refuse it, and the ERP user could not see it). Duplicates
+inside a delivery are per (tenant, id).
+
+Every other field is kept in ``raw`` and never a reason to refuse an item. A body that is
+not a JSON object/array of objects raises :class:`PayloadError` (400); an item that cannot
+be a notification becomes a :class:`Rejection` with its reasons (kept, never dropped).
 """
 
 from __future__ import annotations
@@ -26,19 +57,29 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from visma_webhooks.domain.models import Notification
-from visma_webhooks.domain.resources import ResourcePathError, ResourceRules
+from visma_webhooks.domain.models import Notification, normalise_event
+from visma_webhooks.domain.resources import Resource, ResourcePathError, ResourceRules
 
 MAX_ITEMS = 1000
 MAX_DEPTH = 32
+MAX_TEXT = 200
+NOTIFICATION_ID_HEADER = "x-vwd-notification-id"
+TENANT_HEADER = "x-vwd-tenant-id"
+API_CLIENT_HEADER = "x-vwd-api-client-id"
 DISPATCHER_HEADERS = (
-    "x-vwd-tenant-id",
-    "x-vwd-notification-id",
+    TENANT_HEADER,
+    NOTIFICATION_ID_HEADER,
     "x-vwd-event-id",
     "x-vwd-subscription-id",
+    "x-vwd-group-id",
+    "x-vwd-application-id",
     "x-vwd-notification-timestamp",
     "x-vwd-webhook-timestamp",
 )
+# Header names (compared like body keys) that name the writer's Visma Connect client.
+_API_CLIENT_HEADERS = frozenset({"xvwdapiclientid", "apiclientid"})
+SALESORDER_PUBLISHER = "visma.net.erp.salesorderservice"
+FINANCIAL_PUBLISHER = "Visma Net Financial"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,199}$")
 _TICKS_AT_EPOCH = 621_355_968_000_000_000  # .NET ticks (100 ns since 0001-01-01) at 1970-01-01
 
@@ -51,6 +92,8 @@ _ALIASES = {
     "relative_uri": ("relativeresourceuri", "relativeuri"),
     "action": ("action",),
     "timestamp": ("timestamp", "occurredat", "eventtime", "notificationtimestamp"),
+    "api_client_id": ("apiclientid",),
+    "publisher": ("publisher", "publishername", "publisherid", "eventsource", "source"),
 }
 
 
@@ -63,21 +106,32 @@ class PayloadError(ValueError):
 
 
 class ItemError(ValueError):
-    """One item cannot become a notification."""
+    """One item cannot become a notification; the id and tenant it would have had, when known."""
 
-    def __init__(self, reasons: Iterable[str]):
+    def __init__(
+        self,
+        reasons: Iterable[str],
+        notification_id: str | None = None,
+        tenant_id: str | None = None,
+        derived_id: bool = False,
+    ):
         self.reasons = tuple(reasons)
+        self.notification_id = notification_id
+        self.tenant_id = tenant_id
+        self.derived_id = derived_id
         super().__init__("; ".join(self.reasons))
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """An item that failed validation, kept with its reasons."""
+    """An item that failed validation, kept with its reasons and its place in the delivery."""
 
     index: int
     reasons: tuple[str, ...]
     raw: Any
     notification_id: str | None = None
+    tenant_id: str | None = None
+    count: int = 1  # items in the delivery: with ``index``, what a replay needs for a derived id
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -98,14 +152,40 @@ class Delivery:
 
 
 def dispatcher_metadata(headers: Mapping[str, str]) -> dict[str, str]:
-    """The ``x-vwd-*`` headers (but the signature), lower-cased."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    return {name: lowered[name] for name in DISPATCHER_HEADERS if lowered.get(name)}
+    """The ``x-vwd-*`` headers (but the signature), lower-cased, and the writer's client id."""
+    lowered = {k.lower(): v.strip() for k, v in headers.items() if isinstance(v, str)}
+    metadata = {name: lowered[name] for name in DISPATCHER_HEADERS if lowered.get(name)}
+    for name, value in lowered.items():
+        if _key(name) in _API_CLIENT_HEADERS and value:
+            metadata[API_CLIENT_HEADER] = value
+    return metadata
 
 
 def parse_delivery(body: bytes, headers: Mapping[str, str], rules: ResourceRules) -> Delivery:
     """Parse a whole delivery. Raises :class:`PayloadError` for a structurally bad body."""
-    data = load_json(body)
+    items = _items(load_json(body))
+    metadata = dispatcher_metadata(headers)
+    delivery = Delivery(metadata=metadata)
+    seen: set[tuple[str, str]] = set()
+    for index, item in enumerate(items):
+        try:
+            notification = parse_item(item, metadata, rules, index=index, count=len(items))
+        except ItemError as exc:
+            delivery.rejections.append(
+                Rejection(index, exc.reasons, item, exc.notification_id, exc.tenant_id, len(items))
+            )
+            continue
+        key = (notification.tenant_id, notification.notification_id)
+        if key in seen:
+            delivery.duplicates += 1
+            continue
+        seen.add(key)
+        delivery.notifications.append(notification)
+    return delivery
+
+
+def _items(data: Any) -> list[dict[str, Any]]:
+    """The items of a decoded body: an object is one item, an array holds them."""
     if isinstance(data, dict):
         items: list[Any] = [data]
     elif isinstance(data, list):
@@ -123,24 +203,7 @@ def parse_delivery(body: bytes, headers: Mapping[str, str], rules: ResourceRules
     ]
     if problems:
         raise PayloadError(problems)
-
-    metadata = dispatcher_metadata(headers)
-    delivery = Delivery(metadata=metadata)
-    seen: set[str] = set()
-    for index, item in enumerate(items):
-        try:
-            notification = parse_item(item, metadata, rules, index=index, count=len(items))
-        except ItemError as exc:
-            delivery.rejections.append(
-                Rejection(index, exc.reasons, item, clean_id(lookup(item, "notification_id")))
-            )
-            continue
-        if notification.notification_id in seen:
-            delivery.duplicates += 1
-            continue
-        seen.add(notification.notification_id)
-        delivery.notifications.append(notification)
-    return delivery
+    return items
 
 
 def load_json(body: bytes) -> Any:
@@ -174,64 +237,96 @@ def parse_item(
     index: int = 0,
     count: int = 1,
 ) -> Notification:
-    """One item (plus the delivery's ``x-vwd-*`` metadata) → :class:`Notification`."""
+    """One item (plus the delivery's ``x-vwd-*`` metadata) → :class:`Notification`.
+
+    ``index`` and ``count`` place the item in its delivery: they make its id when several
+    items share one header id (see the module docstring).
+    """
     reasons: list[str] = []
-    source_format = "dispatcher" if _is_dispatcher(metadata) else "legacy"
-
-    notification_id = _text(item, "notification_id", reasons)
-    if notification_id is None and metadata.get("x-vwd-notification-id"):
-        # One delivery id for several items: suffix the position so that each stays distinct.
-        header_id = metadata["x-vwd-notification-id"]
-        notification_id = header_id if count == 1 else f"{header_id}:{index}"
-    if notification_id is None:
-        reasons.append("no notification id (notificationId or x-vwd-notification-id)")
-    elif not _ID.match(notification_id):
-        reasons.append("notification id has characters outside [A-Za-z0-9._:@-] or is too long")
-
-    tenant_id = _text(item, "tenant_id", reasons) or metadata.get("x-vwd-tenant-id")
+    dispatcher = _is_dispatcher(metadata)
+    notification_id, derived = _notification_id(item, metadata, index, count, reasons)
+    tenant_id = metadata.get(TENANT_HEADER) or _text(item, "tenant_id", reasons)
     if tenant_id is None:
         reasons.append("no tenant (contextId, tenantId or x-vwd-tenant-id)")
     elif not _ID.match(tenant_id):
         reasons.append("tenant id has characters outside [A-Za-z0-9._:@-] or is too long")
-
     event = _text(item, "event", reasons)
     if event is None:
         reasons.append("no event")
-
-    resource_path = _resource_path(item, rules, reasons)
+    resource = _resource(item, rules, reasons)
     action = _text(item, "action", reasons)
-    occurred_at = _timestamp(lookup(item, "timestamp")) or _timestamp(
-        metadata.get("x-vwd-notification-timestamp") or metadata.get("x-vwd-webhook-timestamp")
-    )
-    if reasons:
-        raise ItemError(reasons)
+    if reasons or event is None:  # (a missing event is one of the reasons)
+        raise ItemError(reasons, clean_id(notification_id), clean_id(tenant_id), derived)
+    fields = {
+        "notification_id": notification_id,
+        "tenant_id": tenant_id,
+        "event": event,
+        "service": resource.service if resource else None,
+        "resource_path": resource.path if resource else None,
+        "deleted": normalise_event(event).endswith("_deleted"),
+        "api_client_id": _optional_text(item, "api_client_id") or metadata.get(API_CLIENT_HEADER),
+        "publisher": _optional_text(item, "publisher") or (infer_publisher(event) if dispatcher else None),
+        "action": action,
+        "occurred_at": _timestamp(lookup(item, "timestamp"))
+        or _timestamp(
+            metadata.get("x-vwd-notification-timestamp") or metadata.get("x-vwd-webhook-timestamp")
+        ),
+        "source_format": "dispatcher" if dispatcher else "legacy",
+        "derived_id": derived,
+        "raw": dict(item),
+    }
     try:
-        return Notification.model_validate(
-            {
-                "notification_id": notification_id,
-                "tenant_id": tenant_id,
-                "event": event,
-                "resource_path": resource_path,
-                "action": action,
-                "occurred_at": occurred_at,
-                "source_format": source_format,
-                "raw": dict(item),
-            }
-        )
+        return Notification.model_validate(fields)
     except ValidationError as exc:
-        raise ItemError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in exc.errors()) from None
+        raise ItemError(
+            (f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in exc.errors()),
+            clean_id(notification_id),
+            clean_id(tenant_id),
+            derived,
+        ) from None
+
+
+def infer_publisher(event: str) -> str | None:
+    """The dispatcher publisher whose vocabulary ``event`` (as sent, not normalised) belongs to."""
+    name = event.strip()
+    if name.upper().startswith("SALESORDER_") and name == name.upper():
+        return SALESORDER_PUBLISHER
+    if " " in name:
+        return FINANCIAL_PUBLISHER
+    return None
+
+
+def _notification_id(
+    item: Mapping[str, Any], metadata: Mapping[str, str], index: int, count: int, reasons: list[str]
+) -> tuple[str | None, bool]:
+    """The item's id and whether it is derived: the header's when present, else the body's."""
+    header_id = metadata.get(NOTIFICATION_ID_HEADER)
+    derived = bool(header_id) and count > 1
+    notification_id = (
+        (f"{header_id}:{index}" if derived else header_id)
+        if header_id
+        else _text(item, "notification_id", reasons)
+    )
+    if notification_id is None:
+        reasons.append("no notification id (x-vwd-notification-id or notificationId)")
+    elif not _ID.match(notification_id):
+        reasons.append("notification id has characters outside [A-Za-z0-9._:@-] or is too long")
+    return notification_id, derived
 
 
 def _is_dispatcher(metadata: Mapping[str, str]) -> bool:
-    return bool(metadata.get("x-vwd-tenant-id") or metadata.get("x-vwd-notification-id"))
+    return bool(metadata.get(TENANT_HEADER) or metadata.get(NOTIFICATION_ID_HEADER))
+
+
+def _key(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
 
 
 def lookup(item: Mapping[str, Any], name: str) -> Any:
     """The first non-empty value of ``name``'s aliases (case-insensitive keys)."""
     aliases = _ALIASES[name]
     for key, value in item.items():
-        normalised = key.lower().replace("_", "").replace("-", "") if isinstance(key, str) else ""
-        if normalised in aliases and value is not None and value != "":
+        if isinstance(key, str) and _key(key) in aliases and value is not None and value != "":
             return value
     return None
 
@@ -244,10 +339,15 @@ def _text(item: Mapping[str, Any], name: str, reasons: list[str]) -> str | None:
         reasons.append(f"{name} must be a string, not {type(value).__name__}")
         return None
     text = str(value).strip()
-    if len(text) > 200:
-        reasons.append(f"{name} is longer than 200 characters")
+    if len(text) > MAX_TEXT:
+        reasons.append(f"{name} is longer than {MAX_TEXT} characters")
         return None
     return text or None
+
+
+def _optional_text(item: Mapping[str, Any], name: str) -> str | None:
+    """A descriptive field as text; anything else (an object, overlong text) counts as absent."""
+    return _text(item, name, [])
 
 
 def clean_id(value: Any) -> str | None:
@@ -258,7 +358,7 @@ def clean_id(value: Any) -> str | None:
     return None
 
 
-def _resource_path(item: Mapping[str, Any], rules: ResourceRules, reasons: list[str]) -> str | None:
+def _resource(item: Mapping[str, Any], rules: ResourceRules, reasons: list[str]) -> Resource | None:
     uri = lookup(item, "resource_uri")
     relative = lookup(item, "relative_uri")
     try:
@@ -266,12 +366,12 @@ def _resource_path(item: Mapping[str, Any], rules: ResourceRules, reasons: list[
             if not isinstance(uri, str):
                 reasons.append(f"resourceUri must be a string, not {type(uri).__name__}")
                 return None
-            return rules.resource_path(uri)
+            return rules.resolve(uri)
         if relative is not None:
             if not isinstance(relative, str):
                 reasons.append(f"relativeResourceUri must be a string, not {type(relative).__name__}")
                 return None
-            return rules.relative_path(relative)
+            return rules.resolve_relative(relative)
     except ResourcePathError as exc:
         reasons.append(str(exc))
     return None

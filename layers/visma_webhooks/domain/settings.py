@@ -46,7 +46,7 @@ class IngestSettings:
             allow_unsigned=env.get("ALLOW_UNSIGNED", "").lower() == "true",
             max_body_bytes=int(env.get("MAX_BODY_BYTES") or DEFAULT_MAX_BODY_BYTES),
             timestamp_tolerance_seconds=int(env.get("WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS") or 0),
-            rules=ResourceRules.from_hosts(env.get("ALLOWED_RESOURCE_HOSTS")),
+            rules=ResourceRules.from_env(env),
             allowed_networks=networks(env.get("ALLOWED_SOURCE_IPS", "")),
         )
         settings.check()
@@ -97,7 +97,7 @@ class ProcessorSettings:
             or env.get("POWERTOOLS_SERVICE_NAME", "visma-webhooks"),
             max_receive_count=_number(env, "MAX_RECEIVE_COUNT", int, 5),
             retry_base_seconds=_number(env, "RETRY_BASE_SECONDS", float, 10.0),
-            rules=ResourceRules.from_hosts(env.get("ALLOWED_RESOURCE_HOSTS")),
+            rules=ResourceRules.from_env(env),
             table_name=env.get("IDEMPOTENCY_TABLE", ""),
             ttl_seconds=int(_number(env, "IDEMPOTENCY_TTL_HOURS", float, 168.0) * 3600),
             queue_url=env.get("QUEUE_URL", ""),
