@@ -131,13 +131,26 @@ SIGNATURE_ATTACKS = [
         "signature-prefixed-with-algorithm", VALID, 401, signer=signature(lambda b, s: "sha256=" + sign(b, s))
     ),
     refused(
-        "signature-headers-joined", VALID, 401, signer=signature(lambda b, s: f"{sign(b, s)},{sign(b, s)}")
-    ),
-    refused(
-        "signature-forged-joined-with-valid",
+        "signature-forged-values-joined",
         VALID,
         401,
-        signer=signature(lambda b, s: f"{sign(b, 'forged')},{sign(b, s)}"),
+        signer=signature(lambda b, s: f"{sign(b, 'forged')},{sign(b, 'also-forged')}"),
+    ),
+    refused("signature-only-commas", VALID, 401, signer=signature(lambda b, s: " , ,")),
+    refused(
+        "signature-garbage-values-joined", VALID, 401, signer=signature(lambda b, s: "garbage,!!!,=,AAAA")
+    ),
+    refused(
+        "signature-valid-among-too-many-values",
+        VALID,
+        401,
+        signer=signature(lambda b, s: ",".join([sign(b, "forged")] * 8 + [sign(b, s)])),
+    ),
+    refused(
+        "signature-valid-split-by-a-comma",
+        VALID,
+        401,
+        signer=signature(lambda b, s: f"{sign(b, s)[:20]},{sign(b, s)[20:]}"),
     ),
     refused(
         "signature-uppercase-header-forged",
@@ -154,6 +167,31 @@ SIGNATURE_ATTACKS = [
     ),
     refused("signature-non-ascii", VALID, 401, signer=signature(lambda b, s: "é" * 44)),
     refused("signature-with-nul", VALID, 401, signer=signature(lambda b, s: sign(b, s) + "\x00")),
+]
+
+# API Gateway joins repeated headers with commas: one valid value among them verifies.
+JOINED_SIGNATURES = [
+    Case(
+        "signature-headers-joined",
+        VALID,
+        202,
+        accepted=1,
+        signer=signature(lambda b, s: f"{sign(b, s)},{sign(b, s)}"),
+    ),
+    Case(
+        "signature-forged-joined-with-valid",
+        VALID,
+        202,
+        accepted=1,
+        signer=signature(lambda b, s: f"{sign(b, 'forged')}, {sign(b, s)}"),
+    ),
+    Case(
+        "signature-garbage-and-empty-joined-with-valid",
+        VALID,
+        202,
+        accepted=1,
+        signer=signature(lambda b, s: f",garbage,{sign(b, s)},"),
+    ),
 ]
 
 SIZE_AND_NESTING = [
@@ -263,7 +301,7 @@ SSRF_AND_TRAVERSAL = [
     bad_uri("query-string", f"{HOST}/v1/customer/1?redirect=https://evil.example"),
     bad_uri("fragment", f"{HOST}/v1/customer/1#@evil.example"),
     bad_uri("outside-the-resource-pattern", f"{HOST}/v1/"),
-    bad_uri("other-api-version", f"{HOST}/v2/customer/1"),
+    bad_uri("other-api-version", f"{HOST}/v3/customer/1"),
     quarantined(
         "relative-uri-that-is-absolute",
         [item(resourceUri=..., relativeResourceUri="https://evil.example/api/v1/x/1")],
@@ -271,6 +309,32 @@ SSRF_AND_TRAVERSAL = [
     quarantined(
         "relative-uri-traversal", [item(resourceUri=..., relativeResourceUri="api/v1/../../../etc/passwd")]
     ),
+]
+
+# Every SSRF refusal holds on the other services' hosts too.
+OTHER_SERVICES = [
+    bad_uri(f"{name}-{attack}", uri.format(host=host, prefix=prefix))
+    for name, host, prefix in (
+        ("salesorders", "salesorder.visma.net", "/api/v3/"),
+        ("journaltx", "journaltx.visma.net", "/api/v1/"),
+    )
+    for attack, uri in (
+        ("look-alike-subdomain", "https://{host}.evil.example{prefix}SalesOrders/SO/1"),
+        ("userinfo-trusted-host-as-user", "https://{host}@evil.example{prefix}SalesOrders/SO/1"),
+        ("userinfo-on-trusted-host", "https://attacker:pw@{host}{prefix}SalesOrders/SO/1"),
+        ("port-8443", "https://{host}:8443{prefix}SalesOrders/SO/1"),
+        ("http-scheme", "http://{host}{prefix}SalesOrders/SO/1"),
+        ("dot-dot-segments", "https://{host}{prefix}SalesOrders/../../../v1/customer/1"),
+        ("encoded-slash", "https://{host}{prefix}SalesOrders/SO%2f..%2f1"),
+        ("double-encoded-dot-dot", "https://{host}{prefix}SalesOrders/%252e%252e/1"),
+        ("query-string", "https://{host}{prefix}SalesOrders/SO/1?redirect=https://evil.example"),
+        ("too-many-segments", "https://{host}{prefix}SalesOrders/a/b/c/d/e/f/g"),
+        ("financials-path-on-its-host", "https://{host}/v1/customer/1"),
+    )
+] + [
+    bad_uri("legacy-host-serving-v3", "https://integration.visma.net/api/v3/SalesOrders/SO/1"),
+    bad_uri("financials-host-serving-v3", f"{HOST}/api/v3/SalesOrders/SO/1"),
+    bad_uri("legacy-sales-order-sub-resource", f"{HOST}/v1/salesorder/SO/1/lines/2"),
 ]
 
 HEADER_INJECTION = [
@@ -360,11 +424,13 @@ EMPTY = [
 
 CASES: list[Case] = [
     *SIGNATURE_ATTACKS,
+    *JOINED_SIGNATURES,
     *SIZE_AND_NESTING,
     *WRONG_TYPES,
     *HUGE_NUMBERS,
     *UNICODE,
     *SSRF_AND_TRAVERSAL,
+    *OTHER_SERVICES,
     *HEADER_INJECTION,
     *DUPLICATES,
     *EMPTY,

@@ -8,8 +8,13 @@ from collections.abc import Mapping
 
 from visma_webhooks.domain.models import Notification
 
-# A notification on the queue names /v1/<entity>/<id>[/<id>...] or no resource at all.
-RESOURCE_PATH = re.compile(r"/v1/[A-Za-z][A-Za-z0-9]{0,63}(/[A-Za-z0-9._~%-]{1,120}){1,6}")
+# A notification on the queue names <service prefix><entity>/<id>[/<id>...] or no resource at all.
+_TAIL = r"[A-Za-z][A-Za-z0-9]{0,63}(/[A-Za-z0-9._~%-]{1,120}){1,6}"
+RESOURCE_PATHS = {
+    "financials": re.compile(r"/v[12]/" + _TAIL),
+    "salesorders": re.compile(r"/api/v3/" + _TAIL),
+    "journaltransactions": re.compile(r"/api/v[0-9]+/" + _TAIL),
+}
 # Characters SQS refuses in message bodies and attribute values (moto does not check them).
 _SQS_REFUSED = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _UNSAFE_IN_PATH = re.compile(r"%(2e|2f|5c|00|25)|\.\.", re.IGNORECASE)
@@ -34,9 +39,9 @@ def assert_safe_notification_body(body: str) -> Notification:
     assert not sqs_refused(body), sqs_refused(body)
     notification = Notification.model_validate(strict_json(body))
     path = notification.resource_path
+    assert (path is None) == (notification.service is None), (notification.service, path)
     if path is not None:
-        assert path.startswith("/v1/"), path
-        assert RESOURCE_PATH.fullmatch(path), path
+        assert RESOURCE_PATHS[notification.service].fullmatch(path), (notification.service, path)
         assert not _UNSAFE_IN_PATH.search(path), path
     return notification
 

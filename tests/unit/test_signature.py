@@ -8,7 +8,7 @@ import hmac
 
 import pytest
 
-from visma_webhooks.domain.signature import secret_list, sign, verify
+from visma_webhooks.domain.signature import MAX_SIGNATURES, secret_list, sign, verify
 
 SECRETS = ["old-secret-4fQ", "new-secret-9Zx", "standby-secret-7Lp"]
 BODY = b'[{"notificationId":"1455fe2a","contextId":"1262489","event":"salesorder_changed"}]'
@@ -132,8 +132,13 @@ def test_hex_encoded_hmac_is_refused():
         ("[]", []),
         ('"only"', ["only"]),
         ("plain-secret", ["plain-secret"]),
-        ("  plain with spaces ", ["  plain with spaces "]),
+        ("  plain with spaces ", ["plain with spaces"]),
+        ("pasted-secret\n", ["pasted-secret"]),
+        (b"pasted-secret\r\n", ["pasted-secret"]),
+        ('"json-string"\n', ["json-string"]),
+        ('["rotated-a\\n", " rotated-b "]\n', ["rotated-a", "rotated-b"]),
         ("12345", ["12345"]),
+        ("12345\n", ["12345"]),
         ("true", ["true"]),
         ("", []),
         (None, []),
@@ -147,3 +152,67 @@ def test_secret_list(value, secrets):
 def test_secret_list_refuses_other_json(value):
     with pytest.raises(ValueError, match="JSON list of strings"):
         secret_list(value)
+
+
+def test_a_pasted_secret_verifies_what_the_dispatcher_signed_with_the_real_one():
+    [secret] = secret_list("subscription-secret\n")
+
+    assert verify(BODY, sign(BODY, "subscription-secret"), [secret])
+
+
+# --- several values in one header (API Gateway joins repeated headers with commas) -----------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "{valid},{forged}",
+        "{forged},{valid}",
+        "{forged} , {valid} ",
+        "{valid},{valid}",
+        ",{valid},",
+        "garbage,{valid},!!!",
+    ],
+)
+def test_any_of_several_joined_signatures_verifies(header):
+    valid, forged = sign(BODY, SECRETS[1]), sign(BODY, "forged")
+
+    assert verify(BODY, header.format(valid=valid, forged=forged), SECRETS)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ",",
+        " , , ",
+        "{forged},{forged2}",
+        "garbage,!!!",
+        "{half1},{half2}",  # one valid signature split by a comma is two halves, neither valid
+        ",".join(["{forged}"] * MAX_SIGNATURES + ["{valid}"]),  # more values than a dispatcher sends
+    ],
+)
+def test_joined_values_that_do_not_verify(header):
+    valid = sign(BODY, SECRETS[0])
+    values = {
+        "valid": valid,
+        "forged": sign(BODY, "forged"),
+        "forged2": sign(BODY, "forged-2"),
+        "half1": valid[:20],
+        "half2": valid[20:],
+    }
+
+    assert not verify(BODY, header.format(**values), SECRETS)
+
+
+def test_every_secret_is_compared_with_every_joined_value():
+    consumed: list[str] = []
+
+    def secrets():
+        for secret in SECRETS:
+            consumed.append(secret)
+            yield secret
+
+    header = f"{sign(BODY, SECRETS[0])},{sign(BODY, 'forged')}"
+
+    assert verify(BODY, header, secrets())
+    assert consumed == SECRETS
