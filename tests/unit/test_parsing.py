@@ -13,10 +13,12 @@ from visma_webhooks.domain.parsing import (
     MAX_DEPTH,
     MAX_ITEMS,
     SALESORDER_PUBLISHER,
+    ItemError,
     PayloadError,
     parse_delivery,
     ticks_to_datetime,
 )
+from visma_webhooks.domain.queueing import QUARANTINE_KEY, parse_quarantined, quarantine_message
 from visma_webhooks.domain.resources import ResourceRules
 from visma_webhooks.domain.services import FINANCIALS, JOURNAL_TRANSACTIONS, SALESORDERS
 
@@ -608,3 +610,89 @@ def test_max_items_is_accepted():
     items = [legacy(notificationId=f"n{i}") for i in range(MAX_ITEMS)]
 
     assert len(parse(items).notifications) == MAX_ITEMS
+
+
+# --- quarantine: what a replay needs, and what is not a quarantine record ----------------------------
+
+SHARED = {"x-vwd-tenant-id": "t", "x-vwd-notification-id": "d-1"}
+ERP_ITEM = {"Event": "Customer Changed", "ResourceUri": "https://erp.example.com/v1/customer/1"}
+FIXED = ResourceRules.from_env({"ALLOWED_RESOURCE_HOSTS": "erp.example.com"})
+
+
+def quarantined_copies(items, headers):
+    delivery = parse(items, headers)
+    return [json.loads(quarantine_message(r, delivery.metadata).body) for r in delivery.rejections]
+
+
+def test_a_quarantined_item_keeps_its_place_and_gets_its_derived_id_back():
+    copies = quarantined_copies([ERP_ITEM, ERP_ITEM, ERP_ITEM], SHARED)
+
+    assert [(c[QUARANTINE_KEY]["index"], c[QUARANTINE_KEY]["count"]) for c in copies] == [
+        (0, 3),
+        (1, 3),
+        (2, 3),
+    ]
+    replayed = [parse_quarantined(c, FIXED) for c in copies]
+    assert [(n.notification_id, n.derived_id) for n in replayed] == [
+        ("d-1:0", True),
+        ("d-1:1", True),
+        ("d-1:2", True),
+    ]
+    assert [n.resource_path for n in replayed] == ["/v1/customer/1"] * 3
+
+
+def test_a_quarantined_single_item_keeps_the_header_id():
+    [copy] = quarantined_copies(ERP_ITEM, SHARED)
+
+    notification = parse_quarantined(copy, FIXED)
+    assert (notification.notification_id, notification.derived_id, notification.tenant_id) == (
+        "d-1",
+        False,
+        "t",
+    )
+
+
+def test_the_quarantine_message_names_the_id_and_tenant():
+    delivery = parse([ERP_ITEM, ERP_ITEM], SHARED)
+    message = quarantine_message(delivery.rejections[1], delivery.metadata)
+
+    assert message.attributes["notification_id"] == "d-1:1"
+    assert message.attributes["tenant_id"] == "t"
+
+
+def test_a_still_invalid_item_raises_item_error_with_its_ids():
+    [copy, _] = quarantined_copies([ERP_ITEM, ERP_ITEM], SHARED)
+
+    with pytest.raises(ItemError, match="not allow-listed") as raised:
+        parse_quarantined(copy, RULES)
+    assert (raised.value.notification_id, raised.value.tenant_id, raised.value.derived_id) == (
+        "d-1:0",
+        "t",
+        True,
+    )
+
+
+def test_a_record_without_count_counts_index_plus_one_items():
+    record = {"reasons": ["x"], "metadata": SHARED, "item": ERP_ITEM}
+
+    assert parse_quarantined({QUARANTINE_KEY: record}, FIXED).notification_id == "d-1"
+    assert parse_quarantined({QUARANTINE_KEY: {**record, "index": 2}}, FIXED).notification_id == "d-1:2"
+
+
+@pytest.mark.parametrize(
+    ("record", "problem"),
+    [
+        ({"item": [ERP_ITEM]}, "item is not an object"),
+        ({"item": None}, "item is not an object"),
+        ({"item": ERP_ITEM, "metadata": ["x"]}, "metadata is not an object of strings"),
+        ({"item": ERP_ITEM, "metadata": {"x-vwd-tenant-id": 7}}, "metadata is not an object of strings"),
+        ({"item": ERP_ITEM, "index": 3, "count": 3}, "index 3 of 3 items is impossible"),
+        ({"item": ERP_ITEM, "index": -1, "count": 3}, "impossible"),
+        ({"item": ERP_ITEM, "index": "0", "count": 3}, "impossible"),
+        ({"item": ERP_ITEM, "index": 0, "count": True}, "impossible"),
+        ({"item": ERP_ITEM, "index": 0, "count": MAX_ITEMS + 1}, "impossible"),
+    ],
+)
+def test_what_is_not_a_quarantine_record_raises_payload_error(record, problem):
+    with pytest.raises(PayloadError, match=problem):
+        parse_quarantined({QUARANTINE_KEY: record}, FIXED)

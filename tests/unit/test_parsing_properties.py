@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.adversarial.safety import assert_safe_attributes, assert_safe_notification_body, strict_json
-from visma_webhooks.domain.parsing import DISPATCHER_HEADERS, PayloadError, parse_delivery
-from visma_webhooks.domain.queueing import QUARANTINE_KEY, notification_message, quarantine_message
-from visma_webhooks.domain.resources import ResourceRules
+from tests.adversarial.safety import (
+    RESOURCE_PATHS,
+    assert_safe_attributes,
+    assert_safe_notification_body,
+    strict_json,
+)
+from visma_webhooks.domain.parsing import DISPATCHER_HEADERS, ItemError, PayloadError, parse_delivery
+from visma_webhooks.domain.queueing import (
+    QUARANTINE_KEY,
+    notification_message,
+    parse_quarantined,
+    quarantine_message,
+)
+from visma_webhooks.domain.resources import Resource, ResourcePathError, ResourceRules
+from visma_webhooks.domain.services import FINANCIALS, SALESORDERS
 
 RULES = ResourceRules()
 PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -35,7 +48,12 @@ hosts = st.sampled_from(
     [
         "api.finance.visma.net",
         "integration.visma.net",
+        "salesorder.visma.net",
+        "journaltx.visma.net",
         "API.FINANCE.VISMA.NET",
+        "SalesOrder.Visma.Net",
+        "salesorder.visma.net.evil.example",
+        "journaltx.visma.net@evil.example",
         "169.254.169.254",
         "evil.example",
         "api.finance.visma.net@evil.example",
@@ -44,7 +62,19 @@ hosts = st.sampled_from(
         "",
     ]
 )
-prefixes = st.sampled_from(["/v1/", "/API/controller/api/v1/", "/api/v1/", "/v2/", "/", ""])
+prefixes = st.sampled_from(
+    [
+        "/v1/",
+        "/API/controller/api/v1/",
+        "/api/v1/",
+        "/v2/",
+        "/api/v3/",
+        "/api/v3/SalesOrders/",
+        "/api/v9/",
+        "/",
+        "",
+    ]
+)
 segments = st.sampled_from(
     [
         "customer",
@@ -113,11 +143,15 @@ good_uris = st.builds(
     st.sampled_from(
         [
             "https://api.finance.visma.net/v1/",
+            "https://api.finance.visma.net/v2/",
             "https://integration.visma.net/API/controller/api/v1/",
+            "https://salesorder.visma.net/api/v3/",
+            "https://journaltx.visma.net/api/v1/",
             "api/v1/",
         ]
     ),
-    st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,10}", fullmatch=True),
+    st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,10}", fullmatch=True)
+    | st.sampled_from(["salesorder", "SalesOrders"]),
     st.from_regex(r"[A-Za-z0-9._~-]{1,12}(%[0-9A-F]{2})?", fullmatch=True)
     | st.sampled_from(["..", "%2e%2e", "%252e%252e", "%2F", "%5c", "%c0%ae", "a%00", "%e2%80%ae"]),
 )
@@ -155,7 +189,7 @@ def notification_items(draw):
 
 payloads = items | st.lists(items | json_values, max_size=6) | json_values
 headers = st.dictionaries(
-    st.sampled_from([*DISPATCHER_HEADERS, "content-type", "X-Vwd-Tenant-Id"]),
+    st.sampled_from([*DISPATCHER_HEADERS, "content-type", "X-Vwd-Tenant-Id", "x-vwd-api-client-id"]),
     st.sampled_from(["tenant-1", "delivery-1", "1764000000000", "", "a" * 250]) | any_text,
     max_size=4,
 )
@@ -184,17 +218,27 @@ def check(body: bytes, header_values: dict[str, str]) -> None:
     document = strict_json(body.decode("utf-8"))
     count = 1 if isinstance(document, dict) else len(document)
     assert len(delivery.notifications) + len(delivery.rejections) + delivery.duplicates == count
-    assert len({n.notification_id for n in delivery.notifications}) == len(delivery.notifications)
+    keys = {(n.tenant_id, n.notification_id) for n in delivery.notifications}
+    assert len(keys) == len(delivery.notifications)
+    header_id = delivery.metadata.get("x-vwd-notification-id")
     for index, notification in enumerate(delivery.notifications):
         message = notification_message(index, notification)
         assert assert_safe_notification_body(message.body) == notification
         assert_safe_attributes(message.attributes)
         assert message.attributes["notification_id"] == notification.notification_id
+        if header_id:  # the header's id, whatever the body says; derived when it is shared
+            assert notification.derived_id == (count > 1)
+            assert notification.notification_id.startswith(header_id)
     for rejection in delivery.rejections:
         message = quarantine_message(rejection, delivery.metadata)
-        assert strict_json(message.body)[QUARANTINE_KEY]["item"] == rejection.raw
+        quarantined = strict_json(message.body)
+        assert quarantined[QUARANTINE_KEY]["item"] == rejection.raw
         assert rejection.reasons
         assert_safe_attributes(message.attributes)
+        # a replay under the same rules finds the item still invalid, under the id it had
+        with pytest.raises(ItemError) as still:
+            parse_quarantined(quarantined, RULES)
+        assert still.value.notification_id == rejection.notification_id
 
 
 @PROPERTY_SETTINGS
@@ -244,3 +288,26 @@ def test_arbitrary_bytes_parse_or_raise_payload_error(body, header_values):
 )
 def test_json_like_fragments_parse_or_raise_payload_error(body, header_values):
     check(body, header_values)
+
+
+@PROPERTY_SETTINGS
+@given(uris | good_uris)
+def test_a_resolved_uri_names_an_allow_listed_host_and_a_safe_path_of_its_service(uri):
+    outcome = resolved(uri)
+    if isinstance(outcome, str):
+        assert outcome
+        return
+    services = RULES.services_of((urlsplit(uri.strip()).hostname or "").lower())
+    # its host's service, or SalesOrders V3 for a Financials host's legacy sales order
+    assert outcome.service in services or (FINANCIALS in services and outcome.service == SALESORDERS)
+    assert RESOURCE_PATHS[outcome.service].fullmatch(outcome.path), outcome
+    assert "%2e" not in outcome.path.lower()
+    assert "/../" not in outcome.path + "/"
+
+
+def resolved(uri: str) -> Resource | str:
+    """The resource, or the refusal's reason: any other exception fails the test."""
+    try:
+        return RULES.resolve(uri)
+    except ResourcePathError as exc:
+        return str(exc)

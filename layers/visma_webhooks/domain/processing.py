@@ -32,8 +32,8 @@ from pydantic import ValidationError
 
 from visma_webhooks.domain.errors import PermanentError, PermanentVismaError, StageInProgress, ThrottledError
 from visma_webhooks.domain.models import Notification
-from visma_webhooks.domain.parsing import ItemError, clean_id, lookup, parse_item
-from visma_webhooks.domain.queueing import FORCE_ATTRIBUTE, QUARANTINE_KEY
+from visma_webhooks.domain.parsing import ItemError, PayloadError
+from visma_webhooks.domain.queueing import FORCE_ATTRIBUTE, QUARANTINE_KEY, parse_quarantined
 from visma_webhooks.domain.settings import ProcessorSettings
 from visma_webhooks.notification_handlers import Handler, HandlerContext, Registry
 
@@ -407,18 +407,13 @@ class Processor:
         except ValueError as exc:
             raise _Permanent(f"body is not JSON: {exc}") from None
         if isinstance(body, dict) and isinstance(body.get(QUARANTINE_KEY), dict):
-            quarantined = body[QUARANTINE_KEY]
-            item = quarantined.get("item")
-            if not isinstance(item, dict):
-                raise _Permanent("quarantined item is not an object")
-            metadata = quarantined.get("metadata") or {}
             try:
-                return parse_item(item, metadata, self.settings.rules)
+                return parse_quarantined(body, self.settings.rules)
+            except PayloadError as exc:
+                raise _Permanent(str(exc)) from None
             except ItemError as exc:
                 raise _StillInvalid(
-                    f"invalid notification: {exc}",
-                    clean_id(lookup(item, "notification_id")) or metadata.get("x-vwd-notification-id"),
-                    clean_id(lookup(item, "tenant_id")) or metadata.get("x-vwd-tenant-id"),
+                    f"invalid notification: {exc}", exc.notification_id, exc.tenant_id
                 ) from None
         try:
             return Notification.model_validate(body)

@@ -2,6 +2,11 @@
 
 Message bodies are JSON; attributes carry ``event``, ``tenant_id`` and
 ``notification_id`` so that replay and filters never need to parse bodies.
+
+A quarantined item keeps, besides the item and its reasons, the delivery's ``x-vwd-*``
+metadata and the item's ``index`` among the delivery's ``count`` items: a replay
+re-parses it with all three (:func:`parse_quarantined`), so an item that had the derived
+id ``<header id>:<index>`` gets that id again.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from visma_webhooks.domain.models import Notification
-from visma_webhooks.domain.parsing import Rejection
+from visma_webhooks.domain.parsing import MAX_ITEMS, PayloadError, Rejection, parse_item
+from visma_webhooks.domain.resources import ResourceRules
 
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 1_048_576  # SendMessageBatch: 1 MiB for all bodies and attributes together
@@ -69,11 +75,12 @@ def notification_message(index: int, notification: Notification) -> Message:
 
 
 def quarantine_message(rejection: Rejection, metadata: Mapping[str, str]) -> Message:
-    """A rejected item, kept whole with its reasons (for the DLQ)."""
+    """A rejected item, kept whole with its reasons and its place in the delivery (for the DLQ)."""
     body = {
         QUARANTINE_KEY: {
             "reasons": list(rejection.reasons),
             "index": rejection.index,
+            "count": rejection.count,
             "metadata": dict(metadata),
             "received_at": datetime.now(UTC).isoformat(),
             "item": rejection.raw,
@@ -82,7 +89,37 @@ def quarantine_message(rejection: Rejection, metadata: Mapping[str, str]) -> Mes
     attributes = {REJECTION_ATTRIBUTE: attribute_text(rejection.reasons[0])}
     if rejection.notification_id:
         attributes["notification_id"] = rejection.notification_id
+    if rejection.tenant_id:
+        attributes["tenant_id"] = rejection.tenant_id
     return Message(f"q{rejection.index}", dumps(body), attributes)
+
+
+def parse_quarantined(body: Mapping[str, Any], rules: ResourceRules) -> Notification:
+    """A quarantine message's body (decoded) → the notification its item is under ``rules`` now.
+
+    Raises :class:`PayloadError` when ``body`` is not a quarantine record (no object item,
+    metadata that is not text, an impossible index or count) and
+    :class:`~visma_webhooks.domain.parsing.ItemError` when the item is still invalid. A
+    record without ``count`` (written before it was kept) counts as ``index + 1`` items:
+    the ids it gives stay distinct.
+    """
+    record = body.get(QUARANTINE_KEY)
+    if not isinstance(record, Mapping):
+        raise PayloadError([f"the message has no {QUARANTINE_KEY!r} object"])
+    item, metadata = record.get("item"), record.get("metadata") or {}
+    if not isinstance(item, dict):
+        raise PayloadError(["quarantined item is not an object"])
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise PayloadError(["quarantined metadata is not an object of strings"])
+    index: Any = record.get("index", 0)
+    count: Any = record.get("count", index + 1 if _whole(index) else None)
+    if not (_whole(index) and _whole(count) and 0 <= index < count <= MAX_ITEMS):
+        raise PayloadError([f"quarantined index {index!r} of {count!r} items is impossible"])
+    return parse_item(item, metadata, rules, index=index, count=count)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def message_attribute(message: Mapping[str, Any], name: str) -> str | None:
