@@ -119,7 +119,95 @@ def test_dispatcher_delivery_takes_tenant_and_id_from_its_headers(ingest_app, qu
         "notification_id": sample["headers"]["x-vwd-notification-id"],
         "source_format": "dispatcher",
     }
-    assert Notification.model_validate_json(message["Body"]).resource_path == "/v1/customer/10002"
+    notification = Notification.model_validate_json(message["Body"])
+    assert (notification.service, notification.resource_path) == ("financials", "/v1/customer/10002")
+    assert notification.publisher == "Visma Net Financial"
+
+
+def test_a_shared_header_id_wins_over_body_ids_and_is_suffixed_per_item(ingest_app, queues, webhook_secrets):
+    items = [
+        {
+            "Event": "Customer Changed",
+            "Id": "10002",
+            "ResourceUri": "https://api.finance.visma.net/v1/customer/10002",
+        },
+        {
+            "Event": "Customer Changed",
+            "Id": "10002",
+            "ResourceUri": "https://api.finance.visma.net/v1/customer/10002",
+        },
+        {
+            "Event": "SALESORDER_UPDATED",
+            "ResourceUri": "https://salesorder.visma.net/api/v3/SalesOrders/SO/1286",
+        },
+    ]
+    body = encode(items)
+    headers = signed(
+        body, webhook_secrets["values"][0], **{"x-vwd-tenant-id": "t-1", "x-vwd-notification-id": "d-7"}
+    )
+    status, answer = deliver(ingest_app, body, headers)
+
+    assert status == 202, answer
+    assert answer == {"accepted": 3, "rejected": [], "duplicates": 0}
+    queued = sorted(
+        (Notification.model_validate_json(m["Body"]) for m in drain(queues["sqs"], queues["queue_url"])),
+        key=lambda n: n.notification_id,
+    )
+    assert [(n.notification_id, n.derived_id) for n in queued] == [
+        ("d-7:0", True),
+        ("d-7:1", True),
+        ("d-7:2", True),
+    ]
+    assert (queued[2].service, queued[2].resource_path) == ("salesorders", "/api/v3/SalesOrders/SO/1286")
+    assert queued[2].publisher == "visma.net.erp.salesorderservice"
+
+
+def test_a_secret_stored_with_a_trailing_newline_verifies(monkeypatch, queues):
+    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="pasted-webhook-secret", SecretString="pasted-secret-Q7z\n"
+    )["ARN"]
+    monkeypatch.setenv("QUEUE_URL", queues["queue_url"])
+    monkeypatch.setenv("DLQ_URL", queues["dlq_url"])
+    monkeypatch.setenv("WEBHOOK_SECRET_ARN", arn)
+    app = load_function("ingest")
+    body = encode([item(1)])
+
+    status, answer = deliver(app, body, signed(body, "pasted-secret-Q7z"))
+    assert status == 202, answer
+    assert answer["accepted"] == 1
+
+
+def test_repeated_signature_headers_joined_by_api_gateway_verify(ingest_app, queues, webhook_secrets):
+    body = encode([item(2)])
+    old, new = (sign(body, secret) for secret in webhook_secrets["values"])
+    headers = {"content-type": "application/json", SIGNATURE_HEADER: f"{sign(body, 'retired-secret')},{new}"}
+
+    status, answer = deliver(ingest_app, body, headers)
+    assert status == 202, answer
+    status, answer = deliver(ingest_app, body, {**headers, SIGNATURE_HEADER: f"{old},{new}"})
+    assert status == 202, answer
+    status, answer = deliver(ingest_app, body, {**headers, SIGNATURE_HEADER: f"{new[:20]},{new[20:]}"})
+    assert status == 401, answer
+
+
+def test_a_quarantined_item_names_its_service_refusal(ingest_app, queues, webhook_secrets):
+    items = [
+        item(3, resourceUri="https://salesorder.visma.net/v1/customer/1"),
+        item(4, resourceUri="https://api.finance.visma.net/v1/salesorder/SO/4/lines/1"),
+        item(5, resourceUri="https://journaltx.visma.net.evil.example/api/v1/journal/1"),
+    ]
+    body = encode(items)
+    status, answer = deliver(ingest_app, body, signed(body, webhook_secrets["values"][0]))
+
+    assert status == 202, answer
+    reasons = [r["reasons"][0] for r in answer["rejected"]]
+    assert "matches no resource pattern of salesorders" in reasons[0]
+    assert "no SalesOrders V3 equivalent" in reasons[1]
+    assert "not allow-listed for any service" in reasons[2]
+    kept = drain(queues["sqs"], queues["dlq_url"])
+    assert sorted(json.loads(m["Body"])[QUARANTINE_KEY]["item"]["notificationId"] for m in kept) == sorted(
+        i["notificationId"] for i in items
+    )
 
 
 @pytest.mark.parametrize("n", [1, 10, 25])

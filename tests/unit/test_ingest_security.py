@@ -110,3 +110,34 @@ def test_bad_allow_list_refuses_to_start():
         IngestSettings.from_env(
             {"QUEUE_URL": "q", "DLQ_URL": "d", "WEBHOOK_SECRET_ARN": "a", "ALLOWED_SOURCE_IPS": "1.2.3.4/99"}
         )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ALLOWED_RESOURCE_HOSTS", "evil.example/v1"),
+        ("ALLOWED_SALESORDER_HOSTS", "orders.example.com:444"),
+        ("ALLOWED_JOURNALTX_HOSTS", "https://journal.example.com"),
+        ("LEGACY_SALESORDER_RULE", "v2"),
+    ],
+)
+def test_bad_resource_rules_refuse_to_start(variable, value):
+    with pytest.raises(ConfigurationError, match=variable):
+        IngestSettings.from_env(
+            {"QUEUE_URL": "q", "DLQ_URL": "d", "WEBHOOK_SECRET_ARN": "a", variable: value}
+        )
+
+
+def test_the_resource_rules_come_from_the_environment():
+    settings = IngestSettings.from_env(
+        {
+            "QUEUE_URL": "q",
+            "DLQ_URL": "d",
+            "WEBHOOK_SECRET_ARN": "a",
+            "ALLOWED_SALESORDER_HOSTS": "orders.example.com",
+            "LEGACY_SALESORDER_RULE": "financials",
+        }
+    )
+
+    assert settings.rules.services_of("orders.example.com") == ["salesorders"]
+    assert settings.rules.legacy_salesorder == "financials"
