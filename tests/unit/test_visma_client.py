@@ -26,6 +26,7 @@ from visma_webhooks.domain.errors import (
     TransientVismaError,
     VismaAuthError,
 )
+from visma_webhooks.domain.services import FINANCIALS
 from visma_webhooks_local.sandbox import VismaSandbox
 
 # -- tokens ------------------------------------------------------------------------------
@@ -33,7 +34,7 @@ from visma_webhooks_local.sandbox import VismaSandbox
 
 def test_get_returns_the_document_and_sends_client_credentials(sandbox, make_client):
     client = make_client()
-    doc = client.get(TENANT, CUSTOMER)
+    doc = client.get(TENANT, FINANCIALS, CUSTOMER)
     assert doc == sandbox.resources[CUSTOMER]
     [token] = token_requests(sandbox)
     assert token["status"] == 200
@@ -45,9 +46,9 @@ def test_get_returns_the_document_and_sends_client_credentials(sandbox, make_cli
 def test_one_token_per_tenant(sandbox, make_client):
     client = make_client()
     for i in range(10):
-        client.get("tenant-a", f"/v1/customer/{i}")
+        client.get("tenant-a", FINANCIALS, f"/v1/customer/{i}")
     for i in range(5):
-        client.get("tenant-b", f"/v1/supplier/{i}")
+        client.get("tenant-b", FINANCIALS, f"/v1/supplier/{i}")
     assert sorted(r["tenant"] for r in token_requests(sandbox)) == ["tenant-a", "tenant-b"]
     assert client.stats["token_requests"] == 2
     assert client.stats["gets"] == 15
@@ -63,7 +64,7 @@ def test_concurrent_first_calls_for_one_tenant_make_one_token_request(sandbox, m
 
     def call(i: int) -> None:
         barrier.wait()
-        doc = client.get(TENANT, f"/v1/inventory/ITEM-{i}")
+        doc = client.get(TENANT, FINANCIALS, f"/v1/inventory/ITEM-{i}")
         with lock:
             results.append(doc)
 
@@ -84,20 +85,20 @@ def test_token_is_refreshed_shortly_before_it_expires(make_client, ttl, still_ca
     with VismaSandbox(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token_ttl=ttl) as sb:
         client = make_client(target=sb, clock=clock)
         start = clock.now
-        client.get(TENANT, CUSTOMER)
+        client.get(TENANT, FINANCIALS, CUSTOMER)
         clock.now = start + still_cached_at
-        client.get(TENANT, CUSTOMER)
+        client.get(TENANT, FINANCIALS, CUSTOMER)
         assert len(token_requests(sb)) == 1
         clock.now = start + refreshed_at
-        client.get(TENANT, CUSTOMER)
+        client.get(TENANT, FINANCIALS, CUSTOMER)
         assert len(token_requests(sb)) == 2
 
 
 def test_401_drops_the_token_and_refreshes_once(sandbox, make_client):
     client = make_client()
-    client.get(TENANT, CUSTOMER)
+    client.get(TENANT, FINANCIALS, CUSTOMER)
     assert sandbox.revoke_tokens(TENANT) == 1
-    assert client.get(TENANT, CUSTOMER)["number"] == "10001"
+    assert client.get(TENANT, FINANCIALS, CUSTOMER)["number"] == "10001"
     assert [r["status"] for r in api_requests(sandbox)] == [200, 401, 200]
     assert len(token_requests(sandbox)) == 2
 
@@ -106,7 +107,7 @@ def test_a_second_401_is_an_auth_error(sandbox, make_client):
     sandbox.add_rule(CUSTOMER, 401)
     client = make_client()
     with pytest.raises(VismaAuthError) as caught:
-        client.get(TENANT, CUSTOMER)
+        client.get(TENANT, FINANCIALS, CUSTOMER)
     assert caught.value.status == 401
     assert isinstance(caught.value, TransientVismaError)  # credentials can be fixed, then replayed
     assert len(api_requests(sandbox)) == 2
@@ -117,7 +118,7 @@ def test_refused_credentials_are_an_auth_error_without_the_secret(sandbox, make_
     wrong = "wrong-secret-Zz93"
     client = make_client(secret=wrong)
     with pytest.raises(VismaAuthError) as caught:
-        client.get(TENANT, CUSTOMER)
+        client.get(TENANT, FINANCIALS, CUSTOMER)
     assert caught.value.status == 401
     assert wrong not in str(caught.value)
     assert wrong not in repr(caught.value)
@@ -133,7 +134,7 @@ def test_transient_status_is_retried_with_backoff_then_succeeds(sandbox, make_cl
     sandbox.add_rule(CUSTOMER, status, times=2)
     clock = FakeClock()
     client = make_client(backoff=0.2, sleep=clock.sleep)
-    assert client.get(TENANT, CUSTOMER)["number"] == "10001"
+    assert client.get(TENANT, FINANCIALS, CUSTOMER)["number"] == "10001"
     assert [r["status"] for r in api_requests(sandbox)] == [status, status, 200]
     assert client.stats["retries"] == 2
     assert len(clock.sleeps) == 2
@@ -146,7 +147,7 @@ def test_5xx_exhausted_is_transient(sandbox, make_client):
     sandbox.add_rule(CUSTOMER, 502)
     client = make_client(max_retries=2)
     with pytest.raises(TransientVismaError) as caught:
-        client.get(TENANT, CUSTOMER)
+        client.get(TENANT, FINANCIALS, CUSTOMER)
     assert not isinstance(caught.value, PermanentVismaError | ThrottledError)
     assert caught.value.status == 502
     assert len(api_requests(sandbox)) == 3
@@ -158,7 +159,7 @@ def test_read_timeout_is_transient(sandbox, make_client):
     client = make_client(timeout=(1.0, 0.3), max_retries=0)
     started = time.monotonic()
     with pytest.raises(TransientVismaError) as caught:
-        client.get(TENANT, CUSTOMER)
+        client.get(TENANT, FINANCIALS, CUSTOMER)
     assert time.monotonic() - started < 1.5
     assert caught.value.status is None
     assert "timed out" in caught.value.reason
@@ -167,7 +168,7 @@ def test_read_timeout_is_transient(sandbox, make_client):
 def test_timeout_then_success_on_retry(sandbox, make_client):
     sandbox.add_rule(CUSTOMER, delay=2.0, times=1)
     client = make_client(timeout=(1.0, 0.3), max_retries=1)
-    assert client.get(TENANT, CUSTOMER)["number"] == "10001"
+    assert client.get(TENANT, FINANCIALS, CUSTOMER)["number"] == "10001"
     assert client.stats["retries"] == 1
 
 
@@ -178,7 +179,7 @@ def test_connection_refused_is_transient():
     url = f"http://127.0.0.1:{port}"
     client = VismaClient(url, url + "/connect/token", CLIENT_ID, CLIENT_SECRET, max_retries=2, backoff=0.01)
     with pytest.raises(TransientVismaError) as caught:
-        client.get(TENANT, CUSTOMER)
+        client.get(TENANT, FINANCIALS, CUSTOMER)
     assert "connect" in caught.value.reason
     assert caught.value.status is None
     assert client.stats["token_requests"] == 3
@@ -196,7 +197,7 @@ def test_no_retry_when_too_little_time_is_left(sandbox, make_client):
         timeout=(1.0, 1.0), backoff=0.2, safety_margin=1.0, remaining_time=lambda: 3.0, sleep=clock.sleep
     )
     with pytest.raises(TransientVismaError) as caught:
-        client.get(TENANT, CUSTOMER)
+        client.get(TENANT, FINANCIALS, CUSTOMER)
     assert caught.value.status == 503
     assert len(api_requests(sandbox)) == 1
     assert clock.sleeps == []
@@ -216,7 +217,7 @@ def test_retries_stop_before_the_deadline(sandbox, make_client):
         remaining_time=lambda: deadline - clock.now,
     )
     with pytest.raises(TransientVismaError):
-        client.get(TENANT, CUSTOMER)
+        client.get(TENANT, FINANCIALS, CUSTOMER)
     retries = client.stats["retries"]
     assert 1 <= retries < 10
     # Every sleep plus a whole attempt (2 s) ended at least the margin before the deadline.
@@ -227,7 +228,7 @@ def test_retries_stop_before_the_deadline(sandbox, make_client):
 def test_no_request_without_time_left(sandbox, make_client):
     client = make_client(safety_margin=1.0, remaining_time=lambda: 0.5)
     with pytest.raises(TransientVismaError, match="no time left"):
-        client.get(TENANT, CUSTOMER)
+        client.get(TENANT, FINANCIALS, CUSTOMER)
     assert sandbox.requests == []
 
 
@@ -236,7 +237,7 @@ def test_first_attempt_read_timeout_is_shortened_to_the_time_left(sandbox, make_
     client = make_client(timeout=(1.0, 10.0), safety_margin=1.0, remaining_time=lambda: 1.6, max_retries=0)
     started = time.monotonic()
     with pytest.raises(TransientVismaError, match="timed out"):
-        client.get(TENANT, CUSTOMER)
+        client.get(TENANT, FINANCIALS, CUSTOMER)
     assert time.monotonic() - started < 1.5
 
 
@@ -245,7 +246,7 @@ def test_other_4xx_are_permanent_and_not_retried(sandbox, make_client, status):
     sandbox.add_rule(CUSTOMER, status)
     client = make_client()
     with pytest.raises(PermanentVismaError) as caught:
-        client.get(TENANT, CUSTOMER)
+        client.get(TENANT, FINANCIALS, CUSTOMER)
     assert caught.value.status == status
     assert len(api_requests(sandbox)) == 1
     assert client.stats["retries"] == 0
@@ -253,7 +254,7 @@ def test_other_4xx_are_permanent_and_not_retried(sandbox, make_client, status):
 
 def test_missing_resource_is_404(sandbox, make_client):
     with pytest.raises(PermanentVismaError) as caught:
-        make_client().get(TENANT, "/v1/salesorder/missing-1")
+        make_client().get(TENANT, FINANCIALS, "/v1/salesorder/missing-1")
     assert caught.value.status == 404
     assert caught.value.path == "/v1/salesorder/missing-1"
     assert "not found" in caught.value.reason
@@ -294,8 +295,11 @@ def test_feedback_description_is_truncated_with_an_ellipsis(sandbox, make_client
 
 def test_request_for_write_backs(sandbox, make_client):
     client = make_client()
-    assert client.request(TENANT, "PUT", CUSTOMER, json={"name": {"value": "New name"}}) is None
-    assert client.request(TENANT, "post", "/v1/customer", json={"number": {"value": "10003"}}) is None
+    assert client.request(TENANT, "PUT", FINANCIALS, CUSTOMER, json={"name": {"value": "New name"}}) is None
+    assert (
+        client.request(TENANT, "post", FINANCIALS, "/v1/customer", json={"number": {"value": "10003"}})
+        is None
+    )
     writes = sandbox.writes
     assert [(w["method"], w["path"], w["body"]) for w in writes] == [
         ("PUT", CUSTOMER, {"name": {"value": "New name"}}),
@@ -310,8 +314,8 @@ def test_request_for_write_backs(sandbox, make_client):
         "v1/customer/1",
         "https://evil.example/v1/customer/1",
         "//evil.example/v1/customer/1",
-        "/v2/customer/1",
         "/api/v1/customer/1",
+        "/api/v3/SalesOrders/SO/1",
         "/v1/../admin",
         "/v1/customer/..%2F..%2Fadmin",
         "/v1/customer/%2e%2e/x",
@@ -323,10 +327,10 @@ def test_request_for_write_backs(sandbox, make_client):
         "/v1/customer/1\r\nX-Injected: 1",
     ],
 )
-def test_paths_outside_v1_are_refused_without_a_request(sandbox, make_client, path):
+def test_paths_outside_financials_are_refused_without_a_request(sandbox, make_client, path):
     client = make_client()
-    with pytest.raises(ValueError, match="/v1/"):
-        client.get(TENANT, path)
+    with pytest.raises(ValueError, match="plain financials API path"):
+        client.get(TENANT, FINANCIALS, path)
     assert sandbox.requests == []
     assert client.stats["requests"] == 0
 
@@ -334,7 +338,7 @@ def test_paths_outside_v1_are_refused_without_a_request(sandbox, make_client, pa
 def test_connections_are_reused(sandbox, make_client):
     client = make_client()
     for i in range(20):
-        client.get(TENANT, f"/v1/customer/{i}")
+        client.get(TENANT, FINANCIALS, f"/v1/customer/{i}")
     client.post_feedback(TENANT, "n-1", source="s", description="d", is_success=True)
     assert sandbox.connections == 1
 
@@ -342,13 +346,13 @@ def test_connections_are_reused(sandbox, make_client):
 def test_neither_secret_nor_token_in_logs_or_errors(sandbox, make_client, caplog):
     caplog.set_level(logging.DEBUG)
     client = make_client()
-    client.get(TENANT, CUSTOMER)
+    client.get(TENANT, FINANCIALS, CUSTOMER)
     token = client.tokens.peek(TENANT).value
     sandbox.add_rule("/v1/customer/1", 503, times=1)
     sandbox.add_rule("/v1/customer/2", 400, body={"message": f"bad request with {token} / {CLIENT_SECRET}"})
-    client.get(TENANT, "/v1/customer/1")
+    client.get(TENANT, FINANCIALS, "/v1/customer/1")
     with pytest.raises(PermanentVismaError) as caught:
-        client.get(TENANT, "/v1/customer/2")
+        client.get(TENANT, FINANCIALS, "/v1/customer/2")
     assert "***" in caught.value.reason
     texts = [str(caught.value), repr(caught.value), caplog.text, repr(client)]
     for text in texts:

@@ -1,6 +1,8 @@
-"""Visma Connect access tokens (OAuth2 client credentials), one per tenant, cached.
+"""Visma Connect access tokens (OAuth2 client credentials), one per (tenant, scope set), cached.
 
-A token is kept until 60 s (10 % for tokens shorter than 10 minutes) before its
+Visma's API services share Visma Connect but each needs its own scopes, so a token is
+cached per tenant and scope set (the scopes compared as a set: order and repeated spaces
+do not matter). ``None`` is the client's default scope. A token is kept until 60 s (10 % for tokens shorter than 10 minutes) before its
 ``expires_in``. Concurrent callers for one tenant share one token request. Neither the
 client secret nor a token ever appears in an exception message or a log line.
 """
@@ -25,8 +27,13 @@ class Token:
     refresh_at: float  # the cache's clock
 
 
+def scope_key(scope: str | None) -> str:
+    """The scope set as one canonical string (sorted, single spaces); empty: the default scope."""
+    return " ".join(sorted(set((scope or "").split())))
+
+
 class TokenCache:
-    """The tokens of one Visma Connect client, by tenant."""
+    """The tokens of one Visma Connect client, by (tenant, scope set)."""
 
     def __init__(
         self,
@@ -43,63 +50,66 @@ class TokenCache:
         self.token_url = token_url
         self.client_id = client_id
         self._client_secret = client_secret
-        self.scope = scope
+        self.scope = scope  # the default: used when a request names no scope of its own
         self._clock = clock
         self._count = count  # counts "token_requests" and "throttled" in the client's stats
-        self._tokens: dict[str, Token] = {}
-        self._tenant_locks: dict[str, threading.Lock] = {}
+        self._tokens: dict[tuple[str, str], Token] = {}
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def get(self, tenant_id: str, timeout: tuple[float, float]) -> str:
-        """The tenant's token, requested from Visma Connect only when none is fresh."""
-        cached = self._cached(tenant_id)
+    def get(self, tenant_id: str, timeout: tuple[float, float], scope: str | None = None) -> str:
+        """The token for the tenant and scope, requested from Visma Connect only when none is fresh."""
+        scope = scope or self.scope
+        key = (tenant_id, scope_key(scope))
+        cached = self._cached(key)
         if cached:
             return cached
-        with self._tenant_lock(tenant_id):
-            cached = self._cached(tenant_id)  # another thread may have fetched it meanwhile
+        with self._key_lock(key):
+            cached = self._cached(key)  # another thread may have fetched it meanwhile
             if cached:
                 return cached
-            value, expires_in = self._request(tenant_id, timeout)
+            value, expires_in = self._request(tenant_id, scope, timeout)
             margin = min(60.0, 0.1 * expires_in)
             with self._lock:
-                self._tokens[tenant_id] = Token(value, self._clock() + expires_in - margin)
+                self._tokens[key] = Token(value, self._clock() + expires_in - margin)
             return value
 
-    def peek(self, tenant_id: str) -> Token | None:
+    def peek(self, tenant_id: str, scope: str | None = None) -> Token | None:
         with self._lock:
-            return self._tokens.get(tenant_id)
+            return self._tokens.get((tenant_id, scope_key(scope or self.scope)))
 
     def drop(self, tenant_id: str, value: str) -> None:
-        """Forget the token, unless another thread has already replaced it."""
+        """Forget the token (whatever its scope), unless another thread has already replaced it."""
         with self._lock:
-            current = self._tokens.get(tenant_id)
-            if current is not None and current.value == value:
-                del self._tokens[tenant_id]
+            for key in [k for k, t in self._tokens.items() if k[0] == tenant_id and t.value == value]:
+                del self._tokens[key]
 
     def invalidate(self, tenant_id: str) -> None:
+        """Forget every token of the tenant."""
         with self._lock:
-            self._tokens.pop(tenant_id, None)
+            for key in [k for k in self._tokens if k[0] == tenant_id]:
+                del self._tokens[key]
 
-    def _tenant_lock(self, tenant_id: str) -> threading.Lock:
+    def _key_lock(self, key: tuple[str, str]) -> threading.Lock:
         with self._lock:
-            return self._tenant_locks.setdefault(tenant_id, threading.Lock())
+            return self._key_locks.setdefault(key, threading.Lock())
 
-    def _cached(self, tenant_id: str) -> str | None:
+    def _cached(self, key: tuple[str, str]) -> str | None:
         with self._lock:
-            token = self._tokens.get(tenant_id)
+            token = self._tokens.get(key)
         if token is not None and self._clock() < token.refresh_at:
             return token.value
         return None
 
-    def _request(self, tenant_id: str, timeout: tuple[float, float]) -> tuple[str, float]:
+    def _request(self, tenant_id: str, scope: str | None, timeout: tuple[float, float]) -> tuple[str, float]:
         form = {
             "grant_type": "client_credentials",
             "client_id": self.client_id,
             "client_secret": self._client_secret,
             "tenant_id": tenant_id,
         }
-        if self.scope:
-            form["scope"] = self.scope
+        if scope:
+            form["scope"] = scope
         self._count("token_requests")
         where: dict[str, Any] = {"method": "POST", "path": urlsplit(self.token_url).path or "/"}
         try:

@@ -3,10 +3,16 @@
 The processor's domain code talks to Visma only through :class:`VismaClient` and the
 errors below; it never sees ``requests``.
 
-* **Tokens** come from :mod:`visma_webhooks.adapters.visma_connect` (one cached token per
-  tenant). On a 401 the token is dropped and fetched again once; the request is then
+* **Services** (:mod:`visma_webhooks.domain.services`): every call names its service
+  (``financials``, ``salesorders``, ``journaltransactions``) and a path on it. The request
+  goes to that service's *configured* base URL (:class:`~visma_webhooks.domain.services.Endpoints`),
+  never to a host taken from a payload, and only if the path matches the service's
+  pattern (``/v1/`` or ``/v2/`` on Financials, ``/api/v3/`` on SalesOrders, ...) and
+  holds no dot segment, encoded separator, whitespace or other trick.
+* **Tokens** come from :mod:`visma_webhooks.adapters.visma_connect`, one cached token per
+  (tenant, scope set): each service's configured scope, else the scope of the client
+  secret. On a 401 the token is dropped and fetched again once; the request is then
   retried once.
-* **Requests** only ever go to ``base_url`` + a path that starts with ``/v1/``.
 * **Retries** (5xx, 408, connection errors, timeouts): at most ``max_retries`` with
   jittered exponential backoff, done here rather than by urllib3 so that each retry can be
   checked against the Lambda's remaining time: a retry starts only if its sleep plus a
@@ -14,12 +20,13 @@ errors below; it never sees ``requests``.
   deadline. The first attempt's read timeout is shortened to fit the time left.
   Every method retries, POST included: a post that failed here would be repeated by the
   queue's retry anyway, and the processor guards feedback with its own idempotency key.
-* **Rate limits** (headers read by :mod:`visma_webhooks.domain.rate_limits`). A 429 raises
+* **Rate limits** (headers read by :mod:`visma_webhooks.domain.rate_limits`) are kept per
+  (tenant, service): each service is its own API with its own window. A 429 raises
   :class:`ThrottledError` at once (no sleeping) with the wait from ``Retry-After``, else
-  ``X-RateLimit-Reset``, else 60 s. A response with ``X-RateLimit-Remaining: 0`` is returned normally, but the
-  tenant is then blocked: later calls raise :class:`ThrottledError` without a request
-  until the reset has passed. The last ``X-RateLimit-*`` values per tenant are in
-  :attr:`VismaClient.rate_limit`.
+  ``X-RateLimit-Reset``, else 60 s. A response with ``X-RateLimit-Remaining: 0`` is
+  returned normally, but the tenant's calls to that service then raise
+  :class:`ThrottledError` without a request until the reset has passed. The last
+  ``X-RateLimit-*`` values are in :attr:`VismaClient.rate_limit`.
 * **Auth failures** (the token endpoint refusing the credentials, or a 401 that a fresh
   token does not cure) raise :class:`VismaAuthError`, a transient error: the message goes
   back to the queue and, if the credentials stay wrong, to the DLQ, from where it can be
@@ -36,6 +43,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,6 +59,7 @@ from visma_webhooks.domain.errors import (
     VismaAuthError,
 )
 from visma_webhooks.domain.rate_limits import DEFAULT_THROTTLE_SECONDS, RateLimit, throttle_wait
+from visma_webhooks.domain.services import FEEDBACK_SERVICE, SERVICES, Endpoint, Endpoints
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,21 @@ MAX_BACKOFF_SECONDS = 10.0
 POOL_SIZE = 16
 USER_AGENT = "visma-webhooks/0.1 (+python-requests)"
 _BAD_PATH = re.compile(r"(\.\.|//|\\|%2e|%2f|%5c|%00|[\s#@\x00-\x1f\x7f])", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One API call: who, which service, what; rate limits are kept per ``key``."""
+
+    tenant_id: str
+    service: str
+    method: str
+    path: str
+    scope: str | None  # the service's configured scope; None: the client's default
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.tenant_id, self.service)
 
 
 class _OutOfTime(TransientVismaError):
@@ -77,8 +101,18 @@ class _Bearer(AuthBase):
         return r
 
 
+def _endpoints(endpoints: Endpoints | str) -> Endpoints:
+    """``Endpoints`` as given; a single base URL serves every service (a sandbox or a proxy)."""
+    if isinstance(endpoints, str):
+        return Endpoints({name: Endpoint(endpoints) for name in SERVICES})
+    return endpoints
+
+
 class VismaClient:
     """Thread-safe client for one Visma Connect client (``client_id``) and any number of tenants.
+
+    ``endpoints`` says where each service is reached and with which scopes; ``scope`` is
+    the default scope (the one in the client secret) for a service configured without one.
 
     ``remaining_time`` is a callable returning the seconds left in the Lambda invocation
     (e.g. ``lambda: context.get_remaining_time_in_millis() / 1000``); it may be replaced
@@ -89,7 +123,7 @@ class VismaClient:
 
     def __init__(
         self,
-        base_url: str,
+        endpoints: Endpoints | str,
         token_url: str,
         client_id: str,
         client_secret: str,
@@ -104,11 +138,13 @@ class VismaClient:
         sleep: Callable[[float], None] = time.sleep,
         safety_margin: float = 2.0,
     ):
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
-            raise ValueError("base_url must be an http(s) URL without query or fragment")
-        self.base_url = base_url.rstrip("/")
-        self._netloc = parts.netloc
+        self.endpoints = _endpoints(endpoints)
+        self._bases: dict[str, tuple[str, str]] = {}  # service → (base URL, its netloc)
+        for service, endpoint in self.endpoints.by_service.items():
+            parts = urlsplit(endpoint.base_url)
+            if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+                raise ValueError(f"{service} base URL must be an http(s) URL without query or fragment")
+            self._bases[service] = (endpoint.base_url.rstrip("/"), parts.netloc)
         self.client_id = client_id
         self._client_secret = client_secret
         if isinstance(timeout, int | float):
@@ -121,18 +157,19 @@ class VismaClient:
         self._clock = clock
         self._sleep = sleep
         self.session = session or self._new_session()
-        self.rate_limit: dict[str, RateLimit] = {}
+        self.rate_limit: dict[tuple[str, str], RateLimit] = {}  # by (tenant, service)
         self.stats: dict[str, int] = dict.fromkeys(
             ("token_requests", "gets", "posts", "requests", "retries", "throttled"), 0
         )
         self.tokens = TokenCache(
             self.session, token_url, client_id, client_secret, scope, clock=clock, count=self._count
         )
-        self._blocked_until: dict[str, float] = {}
+        self._blocked_until: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"VismaClient(base_url={self.base_url!r}, client_id={self.client_id!r})"
+        bases = {service: base for service, (base, _) in self._bases.items()}
+        return f"VismaClient(endpoints={bases!r}, client_id={self.client_id!r})"
 
     @staticmethod
     def _new_session() -> requests.Session:
@@ -148,14 +185,14 @@ class VismaClient:
 
     # -- public API ---------------------------------------------------------------------
 
-    def get(self, tenant_id: str, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
-        """GET ``{base_url}{path}`` as the tenant and return the decoded JSON."""
-        return self.request(tenant_id, "GET", path, params=params)
+    def get(self, tenant_id: str, service: str, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
+        """GET ``path`` on ``service`` as the tenant and return the decoded JSON."""
+        return self.request(tenant_id, "GET", service, path, params=params)
 
     def post_feedback(
         self, tenant_id: str, notification_id: str, *, source: str, description: str, is_success: bool
     ) -> None:
-        """POST a WebhookNotificationFeedback (Visma answers 201; any 2xx is accepted)."""
+        """POST a WebhookNotificationFeedback to Financials (Visma answers 201; any 2xx is accepted)."""
         if len(description) > MAX_FEEDBACK_DESCRIPTION:
             description = description[: MAX_FEEDBACK_DESCRIPTION - 1] + "…"
         body = {
@@ -164,35 +201,39 @@ class VismaClient:
             "description": description,
             "isSuccess": bool(is_success),
         }
-        self.request(tenant_id, "POST", FEEDBACK_PATH, json=body)
+        self.request(tenant_id, "POST", FEEDBACK_SERVICE, FEEDBACK_PATH, json=body)
 
     def request(
         self,
         tenant_id: str,
         method: str,
+        service: str,
         path: str,
         json: Any = None,
-        *,
         params: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Send ``method`` to ``{base_url}{path}``; return the decoded JSON body (None if empty)."""
+        """Send ``method`` to ``path`` on ``service``; return the decoded JSON body (None if empty)."""
         if not tenant_id or not isinstance(tenant_id, str):
             raise ValueError("tenant_id is required")
-        url = self._url(path)
-        method = method.upper()
-        return self._send(tenant_id, method, path, url, json, params)
+        url = self._url(service, path)
+        call = _Call(tenant_id, service, method.upper(), path, self.endpoints[service].scope)
+        return self._send(call, url, json, params)
 
     def invalidate_token(self, tenant_id: str) -> None:
-        """Forget the tenant's cached token (the next call fetches a new one)."""
+        """Forget the tenant's cached tokens, whatever their scope (the next call fetches a new one)."""
         self.tokens.invalidate(tenant_id)
 
     # -- internals ----------------------------------------------------------------------
 
-    def _url(self, path: str) -> str:
-        if not isinstance(path, str) or not path.startswith("/v1/") or _BAD_PATH.search(path):
-            raise ValueError("path must be a plain API path starting with /v1/")
-        url = self.base_url + path
-        if urlsplit(url).netloc != self._netloc:  # pragma: no cover - guarded by the checks above
+    def _url(self, service: str, path: str) -> str:
+        if service not in SERVICES or service not in self._bases:
+            raise ValueError(f"unknown or unconfigured Visma service {service!r}")
+        pattern = SERVICES[service].prefixes
+        if not isinstance(path, str) or not pattern.match(path) or _BAD_PATH.search(path):
+            raise ValueError(f"path must be a plain {service} API path matching {pattern.pattern}")
+        base, netloc = self._bases[service]
+        url = base + path
+        if urlsplit(url).netloc != netloc:  # pragma: no cover - guarded by the checks above
             raise ValueError("path would leave the configured API host")
         return url
 
@@ -200,20 +241,24 @@ class VismaClient:
         with self._lock:
             self.stats[name] += n
 
-    def _check_blocked(self, tenant_id: str, method: str, path: str) -> None:
+    def _check_blocked(self, call: _Call) -> None:
         with self._lock:
-            until = self._blocked_until.get(tenant_id)
+            until = self._blocked_until.get(call.key)
         if until is None:
             return
         wait = until - self._clock()
         if wait > 0:
             self._count("throttled")
             raise ThrottledError(
-                "rate limit exhausted for this tenant", wait, status=429, method=method, path=path
+                f"rate limit exhausted for this tenant on {call.service}",
+                wait,
+                status=429,
+                method=call.method,
+                path=call.path,
             )
         with self._lock:
-            if self._blocked_until.get(tenant_id) == until:
-                del self._blocked_until[tenant_id]
+            if self._blocked_until.get(call.key) == until:
+                del self._blocked_until[call.key]
 
     def _budget(self) -> float:
         """Seconds that an attempt may still use (infinite without ``remaining_time``)."""
@@ -233,22 +278,21 @@ class VismaClient:
         ceiling = min(MAX_BACKOFF_SECONDS, self.backoff * 2.0**retry)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
-    def _send(
-        self, tenant_id: str, method: str, path: str, url: str, body: Any, params: Mapping[str, Any] | None
-    ) -> Any:
+    def _send(self, call: _Call, url: str, body: Any, params: Mapping[str, Any] | None) -> Any:
+        method, path = call.method, call.path
         retry = 0
         refreshed = False
         while True:
-            self._check_blocked(tenant_id, method, path)
+            self._check_blocked(call)
             try:
-                token = self.tokens.get(tenant_id, self._attempt_timeout(method, path))
+                token = self.tokens.get(call.tenant_id, self._attempt_timeout(method, path), call.scope)
                 response = self._http(method, url, token, body, params, self._attempt_timeout(method, path))
                 if response.status_code == 401 and not refreshed:
                     refreshed = True
-                    self.tokens.drop(tenant_id, token)
+                    self.tokens.drop(call.tenant_id, token)
                     log.info("Visma answered 401; refreshing the token once", extra={"path": path})
                     continue
-                return self._result(tenant_id, method, path, response, token)
+                return self._result(call, response, token)
             except TransientVismaError as exc:
                 delay = self._backoff_delay(retry)
                 if isinstance(exc, ThrottledError | VismaAuthError | _OutOfTime) or not self._may_retry(
@@ -310,12 +354,13 @@ class VismaClient:
                 f"request failed: {type(exc).__name__}", method=method, path=path
             ) from None
 
-    def _result(self, tenant_id: str, method: str, path: str, response: requests.Response, token: str) -> Any:
+    def _result(self, call: _Call, response: requests.Response, token: str) -> Any:
+        method, path = call.method, call.path
         status = response.status_code
-        self._note_rate_limit(tenant_id, response)
+        self._note_rate_limit(call.key, response)
         if status == 429:
             wait = throttle_wait(response.headers)
-            self._block(tenant_id, wait)
+            self._block(call.key, wait)
             self._count("throttled")
             raise ThrottledError("Visma rate limit reached", wait, status=429, method=method, path=path)
         if 200 <= status < 300:
@@ -334,16 +379,16 @@ class VismaClient:
             raise TransientVismaError(reason, status, method=method, path=path)
         raise PermanentVismaError(reason, status, method=method, path=path)
 
-    def _note_rate_limit(self, tenant_id: str, response: requests.Response) -> None:
+    def _note_rate_limit(self, key: tuple[str, str], response: requests.Response) -> None:
         info = RateLimit.from_headers(response.headers, self._clock())
         if info is None:
             return
         with self._lock:
-            self.rate_limit[tenant_id] = info
+            self.rate_limit[key] = info
         if info.remaining == 0 and response.status_code != 429:
-            self._block(tenant_id, info.reset if info.reset is not None else DEFAULT_THROTTLE_SECONDS)
+            self._block(key, info.reset if info.reset is not None else DEFAULT_THROTTLE_SECONDS)
 
-    def _block(self, tenant_id: str, wait: float) -> None:
+    def _block(self, key: tuple[str, str], wait: float) -> None:
         until = self._clock() + max(0.0, wait)
         with self._lock:
-            self._blocked_until[tenant_id] = max(until, self._blocked_until.get(tenant_id, until))
+            self._blocked_until[key] = max(until, self._blocked_until.get(key, until))
