@@ -5,10 +5,15 @@ port, sends every sample delivery in ``events/`` signed, then the re-deliveries 
 whose notifications were already sent) once the first ones are settled, waits until
 every notification is settled, prints what happened to each and stops the stack.
 
-The expected outcome of each notification follows from the samples themselves: a
-notification sent before is a ``duplicate`` (no second handler run, no second feedback),
-one whose resource the sandbox does not have (an id starting with ``missing``) is
-``failed`` with failure feedback, every other one ``succeeded`` with success feedback.
+The processor runs the log handler and :mod:`.stack.sample_handlers` (a stand-in web
+shop that fetches the resource). The expected outcome of each notification follows from
+the samples themselves: a notification sent before is a ``duplicate`` (no second handler
+run, no second feedback); one whose ``ApiClientId`` is the local stack's own client is an
+``echo`` (no handler run, no feedback, nothing fetched); every other one ``succeeded``
+with success feedback. A deletion (``SALESORDER_DELETED``) succeeds without being
+fetched, and so does a change whose resource turns out to be gone (an id starting with
+``missing``: the sandbox answers 404); every other change is fetched from its own
+service (a V3 sales order from the sandbox's SalesOrders port).
 """
 
 from __future__ import annotations
@@ -30,14 +35,17 @@ from rich.console import Console
 from rich.table import Table
 
 from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, OutcomeRecord
+from visma_webhooks.domain.models import Notification
 from visma_webhooks.domain.parsing import PayloadError, parse_delivery
 from visma_webhooks.domain.resources import ResourceRules
+from visma_webhooks.domain.services import SERVICES
 from visma_webhooks_local.sending import Delivery, load_delivery, post
 from visma_webhooks_local.stack.functions import PROJECT_ROOT
-from visma_webhooks_local.stack.options import DEFAULT_WEBHOOK_SECRET
+from visma_webhooks_local.stack.options import DEFAULT_WEBHOOK_SECRET, SANDBOX_CLIENT_ID
 from visma_webhooks_local.stack.state import StackState
 
 EVENTS_DIR = PROJECT_ROOT / "events"
+HANDLER_MODULES = "visma_webhooks.notification_handlers.log,visma_webhooks_local.stack.sample_handlers"
 START_TIMEOUT = 45.0
 SETTLE_TIMEOUT = 40.0
 
@@ -51,8 +59,12 @@ class Row:
     event: str
     expected: str
     copy: int  # 1 for the first delivery of this notification, 2 for the next...
+    service: str | None = None
+    path: str | None = None
+    fetch: bool | None = None  # True: fetched from its service; False: never fetched; None: either
     actual: str = "—"
     feedback: str = "—"
+    fetched: str = "—"
     ok: bool = False
 
 
@@ -78,7 +90,7 @@ def samples(directory: Path = EVENTS_DIR) -> list[Path]:
             continue
         if isinstance(data, dict) and ("routeKey" in data or "Records" in data):
             continue  # a Lambda event, for `sam local invoke`
-        if isinstance(data, dict) and data and all(str(k).startswith("/v1/") for k in data):
+        if isinstance(data, dict) and data and all(str(k).startswith("/") or k in SERVICES for k in data):
             continue  # the sandbox's resource fixtures
         found.append(path)
     return found
@@ -99,16 +111,18 @@ def plan(paths: list[Path]) -> Plan:
         (result.again if again else result.first).append(delivery)
         for n in parsed.notifications:
             copies[n.notification_id] = copies.get(n.notification_id, 0) + 1
-            if copies[n.notification_id] > 1:
-                expected = "duplicate"
-            elif n.resource_path and any(s.lower().startswith("missing") for s in n.resource_path.split("/")):
-                expected = "failed"
-            else:
-                expected = "succeeded"
-            result.rows.append(
-                Row(path.name, n.notification_id, n.event, expected, copies[n.notification_id])
-            )
+            result.rows.append(_row(path.name, n, copies[n.notification_id]))
     return result
+
+
+def _row(sample: str, n: Notification, copy: int) -> Row:
+    if copy > 1:
+        expected, fetch = "duplicate", None
+    elif n.api_client_id == SANDBOX_CLIENT_ID:
+        expected, fetch = "echo", False
+    else:
+        expected, fetch = "succeeded", bool(n.resource_path) and not n.deleted
+    return Row(sample, n.notification_id, n.event, expected, copy, n.service, n.resource_path, fetch)
 
 
 def run(console: Console, *, secret: str = DEFAULT_WEBHOOK_SECRET, keep_logs: bool = False) -> int:
@@ -130,6 +144,8 @@ def run(console: Console, *, secret: str = DEFAULT_WEBHOOK_SECRET, keep_logs: bo
         str(state_file),
         "--function-logs",
         str(workdir / "functions.log"),
+        "--handler-modules",
+        HANDLER_MODULES,
     ]
     console.print("[bold]Starting the local stack[/] (moto server + Visma sandbox)…")
     with open(output, "wb") as out:
@@ -149,8 +165,8 @@ def run(console: Console, *, secret: str = DEFAULT_WEBHOOK_SECRET, keep_logs: bo
                     soft_wrap=True,
                 )
             settled = _wait_until_settled(store, rows) and settled
-        feedback = _feedback(state.sandbox_url)
-        _evaluate(the_plan.rows, store, feedback)
+        feedback, fetched = _sandbox_view(state.sandbox_url)
+        _evaluate(the_plan.rows, store, feedback, fetched)
     except _DemoError as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         console.print(output.read_text(errors="replace")[-4000:])
@@ -158,8 +174,9 @@ def run(console: Console, *, secret: str = DEFAULT_WEBHOOK_SECRET, keep_logs: bo
     finally:
         code = _stop(child)
     table = Table(title="What happened to each notification", title_justify="left")
-    for column in ("notification", "event", "sample", "expected", "actual", "feedback in Visma"):
-        table.add_column(column, no_wrap=column in ("notification", "event"))
+    columns = ("notification", "event", "sample", "expected", "actual", "feedback in Visma", "fetched from")
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("notification", "event", "fetched from"))
     for row in the_plan.rows:
         colour = "green" if row.ok else "red"
         table.add_row(
@@ -169,6 +186,7 @@ def run(console: Console, *, secret: str = DEFAULT_WEBHOOK_SECRET, keep_logs: bo
             row.expected,
             f"[{colour}]{row.actual}[/]",
             row.feedback,
+            row.fetched,
         )
     console.print(table)
     good = sum(r.ok for r in the_plan.rows)
@@ -224,16 +242,29 @@ def _wait_until_settled(store: DynamoDBOutcomeStore, rows: list[Row]) -> bool:
     return False
 
 
-def _feedback(sandbox_url: str | None) -> list[dict[str, Any]]:
+def _sandbox_view(sandbox_url: str | None) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
+    """The feedback the sandbox received, and the (service, path) pairs it was asked to GET."""
     if not sandbox_url:
-        return []
-    response = requests.get(sandbox_url + "/_sandbox/feedback", timeout=10)
-    response.raise_for_status()
-    return response.json()
+        return [], set()
+    views = []
+    for name in ("feedback", "requests"):
+        response = requests.get(f"{sandbox_url}/_sandbox/{name}", timeout=10)
+        response.raise_for_status()
+        views.append(response.json())
+    feedback, calls = views
+    return feedback, {(c["service"], c["path"]) for c in calls if c["method"] == "GET"}
 
 
-def _evaluate(rows: list[Row], store: DynamoDBOutcomeStore, feedback: list[dict[str, Any]]) -> None:
+def _evaluate(
+    rows: list[Row],
+    store: DynamoDBOutcomeStore,
+    feedback: list[dict[str, Any]],
+    fetched: set[tuple[str, str]],
+) -> None:
     for row in rows:
+        was_fetched = (row.service, row.path) in fetched
+        row.fetched = row.service or "—" if was_fetched else "—"
+        fetch_ok = row.fetch is None or row.fetch == was_fetched
         steps = _final_steps(store.get(row.notification_id))
         posted = [f for f in feedback if f.get("notificationId") == row.notification_id]
         row.actual = steps[row.copy - 1] if len(steps) >= row.copy else "not settled"
@@ -243,14 +274,12 @@ def _evaluate(rows: list[Row], store: DynamoDBOutcomeStore, feedback: list[dict[
             row.feedback = "none"
         if row.expected == "succeeded":
             feedback_ok = [f.get("isSuccess") for f in posted] == [True]
-        elif row.expected == "failed":
-            feedback_ok = [f.get("isSuccess") for f in posted] == [False]
         elif row.expected == "duplicate":
             feedback_ok = len(posted) == 1  # the first delivery's feedback only
             row.feedback = "none again (dedup)" if feedback_ok else row.feedback
         else:
             feedback_ok = not posted
-        row.ok = row.actual == row.expected and feedback_ok
+        row.ok = row.actual == row.expected and feedback_ok and fetch_ok
 
 
 def _stop(child: subprocess.Popen) -> int:

@@ -1,7 +1,8 @@
 """End-to-end harness: ``visma-webhooks local`` as a real subprocess, a Visma server run by the test.
 
 The test process runs the Visma sandbox (with required client credentials) and starts
-the local stack against it with ``--visma-base-url/--token-url/--client-id/--client-secret``,
+the local stack against it with ``--visma-base-url/--visma-salesorders-url/--visma-journaltx-url/
+--token-url/--client-id/--client-secret``,
 exactly as a deployed stack would talk to Visma. Everything else is HTTP to the webhook
 endpoint, the CLI as a subprocess, and reads of the stack's queues and outcome records.
 """
@@ -110,6 +111,10 @@ class LocalStackProcess:
             str(workdir / "functions.log"),
             "--visma-base-url",
             sandbox.url,
+            "--visma-salesorders-url",
+            sandbox.salesorders_url,
+            "--visma-journaltx-url",
+            sandbox.journaltx_url,
             "--token-url",
             sandbox.token_url,
             "--client-id",

@@ -14,16 +14,24 @@ from visma_webhooks_local.demo import EVENTS_DIR, plan, samples
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-demo")]
 
 
-def test_the_plan_covers_every_sample_a_duplicate_and_a_missing_resource():
+def test_the_plan_covers_every_sample_a_duplicate_an_echo_a_deletion_and_a_v3_order():
     the_plan = plan(samples())
     names = {path.name for path in samples()}
     assert {row.sample for row in the_plan.rows} == names
     assert not [n for n in names if n.startswith("apigw-")]  # Lambda events are not deliveries
-    assert {"apigw-legacy-single.json", "visma-resources.json"} <= {p.name for p in EVENTS_DIR.glob("*.json")}
+    fixtures = {"apigw-legacy-single.json", "visma-resources.json", "visma-services.json"}
+    assert fixtures <= {p.name for p in EVENTS_DIR.glob("*.json")}
     expected = [row.expected for row in the_plan.rows]
     assert expected.count("duplicate") >= 1
-    assert expected.count("failed") >= 1
     assert expected.count("succeeded") >= 5
+    [echo] = [row for row in the_plan.rows if row.expected == "echo"]
+    assert echo.fetch is False
+    deletions = [row for row in the_plan.rows if row.event.endswith("_deleted")]
+    assert deletions
+    assert all((row.expected, row.fetch) == ("succeeded", False) for row in deletions)
+    v3 = [row for row in the_plan.rows if row.service == "salesorders" and row.event == "salesorder_updated"]
+    assert v3
+    assert all(row.fetch for row in v3)
     # a re-delivery goes in the second round, after its first copy settled
     assert all(row.copy == 2 for row in the_plan.rows if row.expected == "duplicate")
     assert {d.name for d in the_plan.again} == {row.sample for row in the_plan.rows if row.copy == 2}
@@ -55,8 +63,10 @@ def test_demo_sends_every_sample_and_every_notification_reaches_its_expected_out
             and row.sample in line
             and re.search(rf"│ {row.expected} +│ {row.expected} +│", line)
         ]
-        assert {"succeeded": "✓ success", "failed": "✗ failure", "duplicate": "none again (dedup)"}[
+        assert {"succeeded": "✓ success", "echo": "none", "duplicate": "none again (dedup)"}[
             row.expected
         ] in line
+        if row.fetch is not None:  # fetched from its own service, or not at all
+            assert (f"│ {row.service} " in line) is row.fetch, line
     assert not list(cwd.iterdir())  # the demo leaves nothing behind in the working directory
     assert not list(temp.iterdir())  # nor its work directory, once every notification reached its outcome

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from tests.sandbox_support import RATE_HEADERS, TENANT, auth, token
+from visma_webhooks.domain.models import normalise_event
 from visma_webhooks.domain.resources import Resource, ResourceRules
 from visma_webhooks.domain.services import FINANCIALS, SALESORDERS
 from visma_webhooks_local.sandbox import VismaSandbox
@@ -27,7 +28,7 @@ EVENTS = ROOT / "events"
 
 
 def resource_paths_in(node: object, rules: ResourceRules) -> set[Resource]:
-    """The resources named anywhere in ``node`` (JSON strings inside it included)."""
+    """The resources named anywhere in ``node`` (JSON strings inside it included), deletions aside."""
     if isinstance(node, str) and node.lstrip()[:1] in ("{", "["):
         with contextlib.suppress(ValueError):
             return resource_paths_in(json.loads(node), rules)  # an API Gateway event's body
@@ -35,6 +36,9 @@ def resource_paths_in(node: object, rules: ResourceRules) -> set[Resource]:
         return set().union(*(resource_paths_in(item, rules) for item in node))
     if not isinstance(node, dict):
         return set()
+    events = [v for k, v in node.items() if k.lower() in ("event", "eventtype") and isinstance(v, str)]
+    if any(normalise_event(e).endswith("_deleted") for e in events):
+        return set()  # a deletion is never fetched
     paths: set[Resource] = set()
     for key, value in node.items():
         if key.lower() == "resourceuri" and isinstance(value, str):

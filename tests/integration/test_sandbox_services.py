@@ -179,7 +179,7 @@ def test_a_write_updates_the_document_and_fires_a_signed_webhook_naming_the_writ
     notification = parsed((sent, raw))
     assert (notification.service, notification.resource_path) == (FINANCIALS, CUSTOMER)
     assert (notification.event, notification.api_client_id) == ("customer_changed", "writer")
-    [record] = wired.webhooks
+    [record] = wired.wait_for_webhooks(1)  # its delivery recorded once the answer came back
     assert (record["state"], record["status"], record["attempts"]) == ("delivered", 202, 1)
 
 

@@ -17,5 +17,5 @@ def demo(
     """Start the local stack, send every sample signed, and show what happened to each notification."""
     from visma_webhooks_local.demo import run
 
-    wide = console if console.is_terminal else Console(highlight=False, width=max(console.width, 150))
+    wide = console if console.is_terminal else Console(highlight=False, width=max(console.width, 170))
     raise typer.Exit(run(wide, keep_logs=keep_logs))

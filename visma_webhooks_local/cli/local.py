@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from visma_webhooks.domain.services import FINANCIALS, JOURNAL_TRANSACTIONS, SALESORDERS
 from visma_webhooks_local.cli.app import (
     FILES,
     FunctionLogs,
@@ -77,6 +78,45 @@ def local(
     scope: Annotated[
         str, typer.Option(metavar="SCOPE", help="Visma Connect scope.", rich_help_panel=VISMA)
     ] = DEFAULT_SCOPE,
+    visma_salesorders_url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="SalesOrders V3 API base URL.",
+            show_default=FROM_TEMPLATE,
+            rich_help_panel=VISMA,
+        ),
+    ] = None,
+    visma_journaltx_url: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Journal Transaction API base URL.",
+            show_default=FROM_TEMPLATE,
+            rich_help_panel=VISMA,
+        ),
+    ] = None,
+    financials_scope: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SCOPE", help="Financials API scopes.", show_default=FROM_TEMPLATE, rich_help_panel=VISMA
+        ),
+    ] = None,
+    salesorders_scope: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SCOPE", help="SalesOrders API scopes.", show_default=FROM_TEMPLATE, rich_help_panel=VISMA
+        ),
+    ] = None,
+    journaltx_scope: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SCOPE",
+            help="Journal Transaction API scopes.",
+            show_default=FROM_TEMPLATE,
+            rich_help_panel=VISMA,
+        ),
+    ] = None,
     max_receive_count: Annotated[
         int | None,
         typer.Option(
@@ -160,6 +200,14 @@ def local(
     sandbox_port: Annotated[
         int, typer.Option(metavar="PORT", help="0 picks a free one.", rich_help_panel=SANDBOX)
     ] = 0,
+    sandbox_anonymous_writes: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox-anonymous",
+            help="Its webhooks name no ApiClientId (before ERP 9.30).",
+            rich_help_panel=SANDBOX,
+        ),
+    ] = False,
     state_file: StateFile = None,
     function_logs: FunctionLogs = None,
     template: Annotated[
@@ -173,7 +221,21 @@ def local(
     ] = DEFAULT_TEMPLATE,
 ) -> None:
     """Run the whole pipeline here: emulated AWS, the real functions, the webhook endpoint and Visma."""
-    visma = VismaOptions(visma_base_url, token_url, client_id, client_secret, scope or None)
+    urls = {SALESORDERS: visma_salesorders_url, JOURNAL_TRANSACTIONS: visma_journaltx_url}
+    scopes = {
+        FINANCIALS: financials_scope,
+        SALESORDERS: salesorders_scope,
+        JOURNAL_TRANSACTIONS: journaltx_scope,
+    }
+    visma = VismaOptions(
+        visma_base_url,
+        token_url,
+        client_id,
+        client_secret,
+        scope or None,
+        {name: url for name, url in urls.items() if url},
+        {name: value for name, value in scopes.items() if value},
+    )
     missing = visma.missing()
     if missing:
         raise fail(f"talking to a real Visma needs {', '.join(missing)} too")
@@ -181,7 +243,9 @@ def local(
     options = LocalOptions(
         port=port,
         visma=visma,
-        sandbox=SandboxOptions(sandbox_latency, sandbox_error_rate, sandbox_throttle_rate, sandbox_port),
+        sandbox=SandboxOptions(
+            sandbox_latency, sandbox_error_rate, sandbox_throttle_rate, sandbox_port, sandbox_anonymous_writes
+        ),
         webhook_secrets=list(webhook_secret or [DEFAULT_WEBHOOK_SECRET]),
         max_receive_count=max_receive_count,
         visibility_timeout=visibility_timeout,

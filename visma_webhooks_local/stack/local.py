@@ -8,7 +8,9 @@
   function (:mod:`.poller`); with ``processor=False`` another process runs them
   (``visma-webhooks process``, :func:`attach`), so that processing can be stopped, killed
   and restarted while the stack keeps its queues.
-* Visma: the configured API and Visma Connect, or the embedded sandbox.
+* Visma: the configured API services and Visma Connect, or the embedded sandbox, whose
+  every service the processor is pointed at, and whose webhooks (write-backs, events)
+  come to the stack's webhook URL signed with its first webhook secret.
 
 A small state file (default ``.visma-webhooks/local.json``, see :mod:`.state`) tells the
 other commands where everything is.
@@ -31,7 +33,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
 from visma_webhooks_local.stack import aws
 from visma_webhooks_local.stack.functions import FunctionPool, load_functions
-from visma_webhooks_local.stack.options import DEFAULT_TOKEN_URL, LocalOptions
+from visma_webhooks_local.stack.options import (
+    DEFAULT_TOKEN_URL,
+    SANDBOX_CLIENT_ID,
+    SERVICE_SCOPE_VARIABLES,
+    SERVICE_URL_VARIABLES,
+    LocalOptions,
+)
 from visma_webhooks_local.stack.poller import Poller, PollerConfig, Report, join_all
 from visma_webhooks_local.stack.resources import Resources, create_resources, function_environment
 from visma_webhooks_local.stack.spec import StackSpec
@@ -49,12 +57,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Visma:
-    """Where the processor finds Visma, and the credentials the stack's secret holds for it."""
+    """Where the processor finds Visma, and the credentials the stack's secret holds for it.
+
+    ``service_urls``: each service's base URL by service name, where not the template's.
+    """
 
     base_url: str
     token_url: str
     sandbox_url: str | None
     credentials: dict[str, str | None]
+    service_urls: dict[str, str]
 
 
 @dataclass
@@ -138,6 +150,8 @@ class LocalStack:
             spec.ingest.timeout,
         )
         self.server = WebhookServer(ingest.invoke, o.host, o.port, observe=self.on_delivery).start()
+        if self.sandbox is not None:  # its write-backs and events come back here, as Visma's would
+            self.sandbox.configure_webhooks(url=self.server.url, secrets=list(o.webhook_secrets))
         self.state = _state(spec, resources, endpoint, self.server.url, visma, env, o.stack_name)
         if o.processor:
             self.pollers = start_pollers(
@@ -155,13 +169,17 @@ class LocalStack:
                 "client_secret": visma.client_secret,
             }
             endpoint = _Visma(
-                visma.base_url.rstrip("/"), visma.token_url or DEFAULT_TOKEN_URL, None, credentials
+                visma.base_url.rstrip("/"),
+                visma.token_url or DEFAULT_TOKEN_URL,
+                None,
+                credentials,
+                {name: url.rstrip("/") for name, url in visma.service_urls.items()},
             )
         else:
-            client_id, client_secret = "local-client", pysecrets.token_urlsafe(18)
+            client_id, client_secret = SANDBOX_CLIENT_ID, pysecrets.token_urlsafe(18)
             sandbox = self.sandbox = self._start_sandbox(client_id, client_secret)
             credentials = {"client_id": client_id, "client_secret": client_secret}
-            endpoint = _Visma(sandbox.url, sandbox.token_url, sandbox.url, credentials)
+            endpoint = _Visma(sandbox.url, sandbox.token_url, sandbox.url, credentials, sandbox.urls)
         if visma.scope:
             endpoint.credentials["scope"] = visma.scope
         return endpoint
@@ -187,6 +205,8 @@ class LocalStack:
             "QUEUE_URL": resources.queue_url,
             "IDEMPOTENCY_TABLE": resources.table_name,
             "VISMA_CLIENT_SECRET_ARN": resources.visma_secret_arn,
+            **{SERVICE_URL_VARIABLES[name]: url for name, url in visma.service_urls.items()},
+            **{SERVICE_SCOPE_VARIABLES[name]: scope for name, scope in o.visma.service_scopes.items()},
             "VISMA_API_BASE_URL": visma.base_url,
             "VISMA_TOKEN_URL": visma.token_url,
             "MAX_RECEIVE_COUNT": str(spec.max_receive_count),
@@ -224,7 +244,7 @@ class LocalStack:
         return f"http://{host}:{port}"
 
     def _start_sandbox(self, client_id: str, client_secret: str) -> VismaSandbox:
-        from visma_webhooks_local.sandbox import VismaSandbox
+        from visma_webhooks_local.sandbox import VismaSandbox, WebhookConfig
 
         s = self.options.sandbox
         return VismaSandbox(
@@ -234,6 +254,7 @@ class LocalStack:
             throttle_rate=s.throttle_rate,
             client_id=client_id,
             client_secret=client_secret,
+            webhooks=WebhookConfig(api_client_id=not s.anonymous_writes),
         ).start()
 
     # -- stop ---------------------------------------------------------------------------
@@ -309,6 +330,7 @@ def _state(
         visma_base_url=visma.base_url,
         token_url=visma.token_url,
         sandbox_url=visma.sandbox_url,
+        visma_service_urls=dict(visma.service_urls),
         max_receive_count=spec.max_receive_count,
         processor={
             "function_name": spec.processor.logical_id,

@@ -13,17 +13,35 @@ DEFAULT_WEBHOOK_SECRET = "local-demo-secret"  # noqa: S105 - the documented loca
 DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"  # noqa: S105 - a URL
 DEFAULT_SCOPE = "vismanet_erp_service_api:read vismanet_erp_service_api:create"
 LOCAL_RETRY_BASE_SECONDS = 1.0
+SANDBOX_CLIENT_ID = "local-client"  # the stack's own Visma Connect client against the embedded sandbox
+# The processor's variables for each service's base URL and Visma Connect scopes.
+SERVICE_URL_VARIABLES = {
+    "financials": "VISMA_API_BASE_URL",
+    "salesorders": "VISMA_SALESORDERS_BASE_URL",
+    "journaltransactions": "VISMA_JOURNALTX_BASE_URL",
+}
+SERVICE_SCOPE_VARIABLES = {
+    "financials": "VISMA_FINANCIALS_SCOPE",
+    "salesorders": "VISMA_SALESORDERS_SCOPE",
+    "journaltransactions": "VISMA_JOURNALTX_SCOPE",
+}
 
 
 @dataclass
 class VismaOptions:
-    """Where the processor finds Visma; all None means the embedded sandbox."""
+    """Where the processor finds Visma; all None means the embedded sandbox (every service).
+
+    ``service_urls`` and ``service_scopes`` (by service name) override the template's
+    defaults for that service; Financials' base URL is ``base_url``.
+    """
 
     base_url: str | None = None
     token_url: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
     scope: str | None = DEFAULT_SCOPE
+    service_urls: dict[str, str] = field(default_factory=dict)
+    service_scopes: dict[str, str] = field(default_factory=dict)
 
     @property
     def external(self) -> bool:
@@ -31,7 +49,7 @@ class VismaOptions:
 
     def missing(self) -> list[str]:
         """The options a real Visma still needs once any of them is given (none for the sandbox)."""
-        if not (self.base_url or self.token_url or self.client_id or self.client_secret):
+        if not (self.base_url or self.token_url or self.client_id or self.client_secret or self.service_urls):
             return []
         given = (
             ("--visma-base-url", self.base_url),
@@ -47,6 +65,7 @@ class SandboxOptions:
     error_rate: float = 0.0
     throttle_rate: float = 0.0
     port: int = 0
+    anonymous_writes: bool = False  # write-back webhooks without ApiClientId, as before ERP 9.30
 
 
 @dataclass

@@ -53,6 +53,7 @@ class StackState:
     sandbox_url: str | None
     max_receive_count: int
     processor: dict[str, Any] = field(default_factory=dict)  # timeout, mapping, environment
+    visma_service_urls: dict[str, str] = field(default_factory=dict)  # by service, when not the template's
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
