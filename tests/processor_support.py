@@ -5,17 +5,25 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import boto3
+
 from visma_webhooks.adapters.aws import SqsBatchSender
 from visma_webhooks.domain.models import Notification
 from visma_webhooks.domain.queueing import enqueue, notification_message
-from visma_webhooks_local.stack.lambda_events import sqs_event
+from visma_webhooks_local.stack.functions import load_function
+from visma_webhooks_local.stack.lambda_events import LambdaContext, sqs_event
 
 REGION = "eu-west-1"
 
 
 def notification(
-    nid: str, path: str | None = "/v1/customer/10001", event: str = "customer_changed", tenant="1262489"
+    nid: str,
+    path: str | None = "/v1/customer/10001",
+    event: str = "customer_changed",
+    tenant="1262489",
+    **fields,
 ):
+    """A notification as ingest makes it; ``fields``: service, deleted, api_client_id, derived_id..."""
     return Notification(
         notification_id=nid,
         tenant_id=tenant,
@@ -24,6 +32,7 @@ def notification(
         occurred_at=datetime(2026, 11, 24, 10, 0, tzinfo=UTC),
         source_format="legacy",
         raw={"notificationId": nid, "contextId": tenant, "event": event},
+        **fields,
     )
 
 
@@ -85,3 +94,37 @@ def feedback_for(feedback: list[dict], nid: str) -> list[dict]:
 
 def dumps(data) -> str:
     return json.dumps(data)
+
+
+def load_processor(monkeypatch, queues, sandbox, **env: str):
+    """The processor function module, configured for moto and ``sandbox`` (``env`` on top)."""
+    secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="visma-client",
+        SecretString=json.dumps({"client_id": "processor-test", "client_secret": "processor-test-secret"}),
+    )["ARN"]
+    for name, value in {
+        "QUEUE_URL": queues["queue_url"],
+        "IDEMPOTENCY_TABLE": "idempotency",
+        "VISMA_API_BASE_URL": sandbox.url,
+        "VISMA_TOKEN_URL": f"{sandbox.url}/connect/token",
+        "VISMA_CLIENT_SECRET_ARN": secret,
+        "HANDLER_MODULES": "tests.counting_handlers",
+        "RETRY_BASE_SECONDS": "30",
+        "FEEDBACK_SOURCE": "processor-tests",
+        **env,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return load_function("processor")
+
+
+def run(app, sqs, queue_url, expected, *, timeout=30.0):
+    """Receive ``expected`` messages, hand them to the processor, delete the acknowledged ones."""
+    event = receive(sqs, queue_url, expected)
+    assert len(event["Records"]) == expected
+    response = app.handler(event, LambdaContext("processor", timeout))
+    delete_succeeded(sqs, queue_url, event, response)
+    return event, response
+
+
+def gets(sandbox, path):
+    return [r for r in sandbox.requests if r["method"] == "GET" and r["path"] == path]

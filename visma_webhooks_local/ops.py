@@ -12,7 +12,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -198,6 +198,7 @@ class Status:
     duplicates: int  # re-deliveries absorbed by dedup
     oldest_retrying: float | None  # seconds since the first receive of the oldest unfinished notification
     records: int
+    deleted: int = 0  # notifications whose handlers were told the resource is gone
 
 
 def status(target: Target) -> Status:
@@ -206,7 +207,7 @@ def status(target: Target) -> Status:
     outcomes: Counter[str] = Counter()
     feedback: Counter[str] = Counter()
     oldest: float | None = None
-    duplicates = 0
+    duplicates = deleted = 0
     store = target.outcomes
     records = store.scan() if store is not None else []
     now = datetime.now(UTC)
@@ -214,17 +215,22 @@ def status(target: Target) -> Status:
         outcome = record.effective_outcome
         outcomes[outcome] += 1
         duplicates += record.duplicates_absorbed
-        fb = record.feedback
-        if fb is not None:
-            if fb.get("posted"):
-                feedback["posted (success)" if fb.get("is_success") else "posted (failure)"] += 1
-            else:
-                feedback["not posted"] += 1
+        deleted += bool(record.item.get("deleted"))
+        if record.feedback is not None:
+            feedback[_feedback_kind(record.feedback)] += 1
         if outcome not in FINAL and record.first_seen:
             with contextlib.suppress(ValueError):
                 age = (now - datetime.fromisoformat(record.first_seen)).total_seconds()
                 oldest = age if oldest is None else max(oldest, age)
-    return Status(target.label, queue, dlq, dict(outcomes), dict(feedback), duplicates, oldest, len(records))
+    return Status(
+        target.label, queue, dlq, dict(outcomes), dict(feedback), duplicates, oldest, len(records), deleted
+    )
+
+
+def _feedback_kind(feedback: dict[str, Any]) -> str:
+    if feedback.get("posted"):
+        return "posted (success)" if feedback.get("is_success") else "posted (failure)"
+    return "not due (derived id)" if feedback.get("skipped") else "not posted"
 
 
 # -- inspect ------------------------------------------------------------------------------
@@ -240,9 +246,17 @@ class Found:
 
 
 def find_messages(
-    sqs: Any, url: str, name: str, notification_id: str, *, max_messages: int = 2000, hold_seconds: int = 5
+    sqs: Any,
+    url: str,
+    name: str,
+    notification_id: str,
+    *,
+    tenant_id: str | None = None,
+    max_messages: int = 2000,
+    hold_seconds: int = 5,
 ) -> list[Found]:
-    """Messages of ``url`` whose ``notification_id`` attribute matches, without consuming them.
+    """Messages of ``url`` whose ``notification_id`` (and ``tenant_id``, if given) attributes
+    match, without consuming them.
 
     Visible messages are received with a short visibility, and every one of them is made
     visible again as soon as the scan ends.
@@ -266,7 +280,10 @@ def find_messages(
                 break
             for m in fresh:
                 seen.add(m["MessageId"])
-                if attribute(m, "notification_id") == notification_id:
+                if attribute(m, "notification_id") == notification_id and tenant_id in (
+                    None,
+                    attribute(m, "tenant_id"),
+                ):
                     sent = m.get("Attributes", {}).get("SentTimestamp")
                     found.append(
                         Found(
@@ -296,6 +313,7 @@ class Inspection:
     in_queue: list[Found]
     queue_peeked: bool
     where: str
+    others: list[OutcomeRecord] = field(default_factory=list)  # other tenants' notifications with this id
 
     @property
     def found(self) -> bool:
@@ -303,17 +321,30 @@ class Inspection:
         return self.record is not None or bool(self.in_dlq or self.in_queue)
 
 
-def inspect(target: Target, notification_id: str, *, peek_queue: bool = False) -> Inspection:
+def inspect(
+    target: Target, notification_id: str, *, tenant_id: str | None = None, peek_queue: bool = False
+) -> Inspection:
     """The notification's history and where it is now.
 
-    The DLQ is always searched. The main queue only with ``peek_queue``: a receive there
-    counts towards the message's ``maxReceiveCount``, so by default its place is inferred
-    from the history instead.
+    Visma's ids are unique per tenant: with ``tenant_id`` only that tenant's notification is
+    looked up; without, the latest updated record of the id is shown and the other tenants'
+    ones are listed in ``others``. The DLQ is always searched. The main queue only with
+    ``peek_queue``: a receive there counts towards the message's ``maxReceiveCount``, so by
+    default its place is inferred from the history instead.
     """
     store = target.outcomes
-    record = store.get(notification_id) if store is not None else None
-    in_dlq = find_messages(target.sqs, target.dlq_url, "DLQ", notification_id)
-    in_queue = find_messages(target.sqs, target.queue_url, "queue", notification_id) if peek_queue else []
+    records: list[OutcomeRecord] = []
+    if store is not None and tenant_id:
+        records = [r for r in [store.get(notification_id, tenant_id)] if r is not None]
+    elif store is not None:
+        records = store.find(notification_id)
+    record = records[0] if records else None
+    in_dlq = find_messages(target.sqs, target.dlq_url, "DLQ", notification_id, tenant_id=tenant_id)
+    in_queue = (
+        find_messages(target.sqs, target.queue_url, "queue", notification_id, tenant_id=tenant_id)
+        if peek_queue
+        else []
+    )
     outcome = record.effective_outcome if record else None
     if in_dlq:
         reason = in_dlq[0].attributes.get("rejection_reason")
@@ -329,4 +360,4 @@ def inspect(target: Target, notification_id: str, *, peek_queue: bool = False) -
         where = "being processed"
     else:
         where = "unknown: not processed yet (maybe still in the queue), or never received"
-    return Inspection(notification_id, record, in_dlq, in_queue, peek_queue, where)
+    return Inspection(notification_id, record, in_dlq, in_queue, peek_queue, where, records[1:])

@@ -28,7 +28,11 @@ if TYPE_CHECKING:
     from types_boto3_sqs import SQSClient
 
 from visma_webhooks.adapters.aws import SDK_CONFIG
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, PowertoolsStageGuard
+from visma_webhooks.adapters.dynamodb import (
+    DynamoDBFingerprintStore,
+    DynamoDBOutcomeStore,
+    PowertoolsStageGuard,
+)
 from visma_webhooks.adapters.visma_http import VismaClient
 from visma_webhooks.domain.errors import ConfigurationError
 from visma_webhooks.domain.processing import Outcome, Processor, QueuedRecord, RecordResult
@@ -41,6 +45,8 @@ METRIC_BY_OUTCOME = {
     Outcome.RETRYING: "NotificationsRetried",
     Outcome.THROTTLED: "NotificationsThrottled",
     Outcome.UNHANDLED: "NotificationsUnhandled",
+    Outcome.ECHO: "NotificationsEcho",
+    Outcome.UNCHANGED: "NotificationsUnchanged",
     Outcome.DUPLICATE: "NotificationsDuplicate",
     Outcome.INVALID: "NotificationsInvalid",
 }
@@ -76,7 +82,7 @@ def visma_client() -> VismaClient:
             "the Visma client secret must be a JSON object with client_id and client_secret"
         )
     return VismaClient(
-        settings.visma_api_base_url,
+        settings.endpoints,
         settings.token_url,
         secret["client_id"],
         secret["client_secret"],
@@ -85,6 +91,7 @@ def visma_client() -> VismaClient:
 
 
 outcomes = DynamoDBOutcomeStore(settings.table_name, _dynamodb, settings.ttl_seconds)
+fingerprints = DynamoDBFingerprintStore(settings.table_name, _dynamodb, settings.ttl_seconds)
 batch_processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _threads = ThreadPoolExecutor(max_workers=10, thread_name_prefix="record")
 
@@ -118,7 +125,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     visma = visma_client()
     throttled_before = visma.stats["throttled"]
     visma.remaining_time = lambda: context.get_remaining_time_in_millis() / 1000
-    processor = Processor(settings, visma, guard, outcomes, registry, logger)
+    processor = Processor(settings, visma, guard, outcomes, registry, logger, fingerprints=fingerprints)
     scope = processor.batch()
     results: list[RecordResult] = []
 
@@ -147,10 +154,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
 def _count(results: list[RecordResult], throttled: int) -> None:
     for result in results:
         metrics.add_metric(name=METRIC_BY_OUTCOME[result.outcome], unit=MetricUnit.Count, value=1)
-        if result.feedback is not None:
-            posted = result.feedback.get("posted")
+        if result.deleted:
+            metrics.add_metric(name="NotificationsDeleted", unit=MetricUnit.Count, value=1)
+        feedback = result.feedback
+        if feedback is not None and not feedback.get("skipped"):  # skipped: not due (a derived id)
             metrics.add_metric(
-                name="FeedbackPosted" if posted else "FeedbackFailed", unit=MetricUnit.Count, value=1
+                name="FeedbackPosted" if feedback.get("posted") else "FeedbackFailed",
+                unit=MetricUnit.Count,
+                value=1,
             )
         failed = [h for h in result.handlers.values() if isinstance(h, dict) and h.get("status") == "failed"]
         if failed:

@@ -33,7 +33,8 @@ def stack(monkeypatch, queues, webhook_secrets, idempotency_table):
             "VISMA_API_BASE_URL": sandbox.url,
             "VISMA_TOKEN_URL": sandbox.token_url,
             "VISMA_CLIENT_SECRET_ARN": visma_secret,
-            "HANDLER_MODULES": "visma_webhooks.notification_handlers.log",
+            # the log handler fetches nothing; the counter fetches, so that the 401 below is met
+            "HANDLER_MODULES": "visma_webhooks.notification_handlers.log,tests.counting_handlers",
             "POWERTOOLS_LOG_LEVEL": "DEBUG",
             # a service name of its own: Powertools sets a logger up once per name, and this
             # test reads the output of the handlers it loads

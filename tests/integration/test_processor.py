@@ -11,17 +11,18 @@ import pytest
 
 from tests.conftest import REGION
 from tests.processor_support import (
-    delete_succeeded,
     failures,
     feedback_for,
+    gets,
+    load_processor,
     notification,
     put,
     receive,
     release,
+    run,
 )
 from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
 from visma_webhooks_local.sandbox import VismaSandbox
-from visma_webhooks_local.stack.functions import load_function
 from visma_webhooks_local.stack.lambda_events import LambdaContext
 
 MAX_RECEIVE = 3
@@ -35,24 +36,7 @@ def sandbox():
 
 @pytest.fixture
 def processor(monkeypatch, queues, idempotency_table, sandbox):
-    secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
-        Name="visma-client",
-        SecretString=json.dumps({"client_id": "processor-test", "client_secret": "processor-test-secret"}),
-    )["ARN"]
-    for name, value in {
-        "QUEUE_URL": queues["queue_url"],
-        "IDEMPOTENCY_TABLE": "idempotency",
-        "VISMA_API_BASE_URL": sandbox.url,
-        "VISMA_TOKEN_URL": f"{sandbox.url}/connect/token",
-        "VISMA_CLIENT_SECRET_ARN": secret,
-        "HANDLER_MODULES": "tests.counting_handlers",
-        "MAX_RECEIVE_COUNT": str(MAX_RECEIVE),
-        "RETRY_BASE_SECONDS": "30",
-        "FEEDBACK_SOURCE": "processor-tests",
-    }.items():
-        monkeypatch.setenv(name, value)
-    app = load_function("processor")
-    return app
+    return load_processor(monkeypatch, queues, sandbox, MAX_RECEIVE_COUNT=str(MAX_RECEIVE))
 
 
 @pytest.fixture
@@ -62,25 +46,15 @@ def counter(processor):
     return module
 
 
-def run(app, sqs, queue_url, expected, *, timeout=30.0):
-    event = receive(sqs, queue_url, expected)
-    assert len(event["Records"]) == expected
-    response = app.handler(event, LambdaContext("processor", timeout))
-    delete_succeeded(sqs, queue_url, event, response)
-    return event, response
-
-
-def gets(sandbox, path):
-    return [r for r in sandbox.requests if r["method"] == "GET" and r["path"] == path]
-
-
 def test_batch_of_ten_isolates_each_failure(processor, counter, queues, sandbox):
     sqs, url = queues["sqs"], queues["queue_url"]
-    sandbox.set_faults(rules=[{"path": "/v1/customer/flaky", "status": 503}])
+    sandbox.set_faults(
+        rules=[{"path": "/v1/customer/flaky", "status": 503}, {"path": "/v1/customer/denied", "status": 403}]
+    )
     batch = [
         notification("ok-1", "/v1/customer/10001"),
-        notification("ok-2", "/v1/customer/10002"),
-        notification("gone", "/v1/customer/missing-1"),  # 404: permanent
+        notification("denied", "/v1/customer/denied"),  # 403: permanent
+        notification("gone", "/v1/customer/missing-1"),  # 404: a deletion, handlers told
         notification("flaky", "/v1/customer/flaky"),  # 503 every time: transient
         notification("blocked", "/v1/customer/10003"),  # the handler raises PermanentError
         notification("shared-a", "/v1/customer/20000"),
@@ -102,8 +76,10 @@ def test_batch_of_ten_isolates_each_failure(processor, counter, queues, sandbox)
     assert counter.resources["no-resource"] is None
     feedback = sandbox.feedback
     assert [f["isSuccess"] for f in feedback_for(feedback, "ok-1")] == [True]
-    assert [f["isSuccess"] for f in feedback_for(feedback, "gone")] == [False]
-    assert "404" in feedback_for(feedback, "gone")[0]["description"]
+    assert [f["isSuccess"] for f in feedback_for(feedback, "denied")] == [False]
+    assert "403" in feedback_for(feedback, "denied")[0]["description"]
+    assert [f["isSuccess"] for f in feedback_for(feedback, "gone")] == [True]
+    assert (counter.resources["gone"], counter.deleted["gone"]) == (None, True)
     assert [f["isSuccess"] for f in feedback_for(feedback, "blocked")] == [False]
     assert "blocked" in feedback_for(feedback, "blocked")[0]["description"]
     assert feedback_for(feedback, "flaky") == []
@@ -112,7 +88,8 @@ def test_batch_of_ten_isolates_each_failure(processor, counter, queues, sandbox)
     # the transient failure stays invisible for its backoff instead of coming straight back
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
     outcomes = DynamoDBOutcomeStore("idempotency", boto3.client("dynamodb", region_name=REGION), 3600)
-    assert outcomes.get("gone").outcome == "failed"
+    assert outcomes.get("denied").outcome == "failed"
+    assert outcomes.get("gone").outcome == "succeeded"
     assert outcomes.get("flaky").outcome == "retrying"
     assert outcomes.get("unhandled").outcome == "unhandled"
     assert outcomes.get("ok-1").handlers["counter"]["result"] == "counted ok-1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from visma_webhooks.adapters.dynamodb import OutcomeRecord, _attr
+from visma_webhooks.adapters.outcome_store import OutcomeRecord, _attr
 
 
 def record(*steps: str | tuple[str, str], **fields: object) -> OutcomeRecord:

@@ -35,14 +35,33 @@ class Outcomes:
 
 
 class Visma:
+    client_id = "our-client"
+
     def __init__(self) -> None:
         self.feedback: list[dict[str, Any]] = []
 
-    def get(self, tenant_id: str, path: str) -> Any:
+    def get(self, tenant_id: str, service: str, path: str) -> Any:
         return {"id": path}
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        return None
 
     def post_feedback(self, tenant_id: str, notification_id: str, **kwargs: Any) -> None:
         self.feedback.append({"notificationId": notification_id, **kwargs})
+
+
+class MemoryFingerprints:
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str, str], str] = {}
+
+    def get(self, tenant_id: str, service: str, path: str) -> str | None:
+        return self.values.get((tenant_id, service, path))
+
+    def put(self, tenant_id: str, service: str, path: str, value: str) -> None:
+        self.values[(tenant_id, service, path)] = value
+
+    def forget(self, tenant_id: str, service: str, path: str) -> None:
+        self.values.pop((tenant_id, service, path), None)
 
 
 def record(receive_count: int) -> QueuedRecord:
@@ -61,7 +80,15 @@ def processor(visma: Visma) -> Processor:
     registry = Registry()
     registry.add(("*",), lambda n, r, c: "ran", name="h")
     settings = ProcessorSettings(max_receive_count=5, retry_base_seconds=10.0)
-    return Processor(settings, visma, HeldElsewhere(), Outcomes(), registry, logging.getLogger("test"))
+    return Processor(
+        settings,
+        visma,
+        HeldElsewhere(),
+        Outcomes(),
+        registry,
+        logging.getLogger("test"),
+        fingerprints=MemoryFingerprints(),
+    )
 
 
 def test_the_last_receive_of_a_copy_held_elsewhere_posts_no_feedback():

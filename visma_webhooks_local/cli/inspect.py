@@ -15,6 +15,9 @@ from visma_webhooks_local.cli.rendering import found_line, handlers_table, histo
 @app.command()
 def inspect(
     notification_id: Annotated[str, typer.Argument(help="Visma's notification id.")],
+    tenant: Annotated[
+        str | None, typer.Option(help="The tenant (Visma's ids are unique per tenant); default: any.")
+    ] = None,
     peek_queue: Annotated[
         bool, typer.Option(help="Also search the main queue (a receive counts towards maxReceiveCount).")
     ] = False,
@@ -26,7 +29,9 @@ def inspect(
     """The history of one notification: received, attempts, handlers, feedback, and where it is now."""
     from visma_webhooks_local.ops import inspect as do_inspect
 
-    result = do_inspect(target(stack_name, region, state_file), notification_id, peek_queue=peek_queue)
+    result = do_inspect(
+        target(stack_name, region, state_file), notification_id, tenant_id=tenant, peek_queue=peek_queue
+    )
     if as_json:
         console.print_json(json.dumps(asdict(result), default=str))
     if not result.found:
@@ -41,3 +46,7 @@ def inspect(
                 console.print(table)
     for found in result.in_dlq + result.in_queue:
         console.print(found_line(found))
+    if result.others:
+        tenants = ", ".join(sorted(r.tenant_id or "?" for r in result.others))
+        console.print(f"[yellow]other tenants have a notification {notification_id!r}: {tenants}[/]")
+        console.print("[dim]narrow it with --tenant[/]")

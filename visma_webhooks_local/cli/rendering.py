@@ -30,6 +30,9 @@ OUTCOME_STYLES = {
     "retrying": "yellow",
     "throttled": "magenta",
     "invalid": "red",
+    "echo": "blue",
+    "unchanged": "cyan",
+    "skipped": "dim",
 }
 
 
@@ -51,6 +54,8 @@ def feedback_text(feedback: dict[str, Any] | None, outcome: str, label: str = "f
             if feedback.get("is_success")
             else f"{label}posted [red]✗ failure[/]"
         )
+    if feedback.get("skipped"):
+        return f"[dim]{label}not due: {escape(str(feedback['skipped']))}[/]"
     return f"[red]{label}not posted[/] {escape(str(feedback.get('error', '')))}"
 
 
@@ -184,6 +189,8 @@ def outcomes_table(result: Status) -> Table:
         outcomes.add_row(styled(name), str(count))
     for name, count in sorted(result.feedback.items()):
         outcomes.add_row(f"[dim]feedback {name}[/]", str(count))
+    if result.deleted:
+        outcomes.add_row("[dim]resources deleted (handlers told)[/]", str(result.deleted))
     if result.duplicates:
         outcomes.add_row("[dim]re-deliveries absorbed as duplicates[/]", str(result.duplicates))
     return outcomes
@@ -194,7 +201,9 @@ def outcomes_table(result: Status) -> Table:
 RECORD_FIELDS = (
     ("Event", "event"),
     ("Tenant", "tenant_id"),
+    ("Service", "service"),
     ("Resource", "resource_path"),
+    ("Changed by client", "api_client_id"),
     ("First seen", "first_seen"),
     ("Updated", "updated_at"),
     ("Attempts", "attempts"),
@@ -243,7 +252,11 @@ def handlers_table(record: OutcomeRecord) -> Table | None:
     for name, value in handlers.items():
         value = value if isinstance(value, dict) else {}
         status = str(value.get("status", ""))
-        detail = value.get("result") if status == "succeeded" else value.get("error")
+        detail = {"succeeded": value.get("result"), "skipped": value.get("reason")}.get(
+            status, value.get("error")
+        )
+        if value.get("deleted"):
+            detail = f"(resource deleted) {detail}"
         table.add_row(escape(name), styled(status), escape(str(detail)[:200]))
     return table
 

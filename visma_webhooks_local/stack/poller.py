@@ -223,18 +223,17 @@ class Poller:
     ) -> list[ProcessedRecord]:
         if self.report is None:
             return []
-        ids = {
-            message_attribute(m, "notification_id")
+        keys = {
+            (message_attribute(m, "tenant_id") or "", message_attribute(m, "notification_id") or "")
             for m in messages
-            if message_attribute(m, "notification_id") is not None
         }
-        history = self._outcomes(sorted(i for i in ids if i))
+        history = self._outcomes(sorted(k for k in keys if all(k)))
         records = []
         for m in messages:
             nid = message_attribute(m, "notification_id")
             receives = int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             retried = m["MessageId"] in failed
-            item = history.get(nid) if nid else None
+            item = history.get((message_attribute(m, "tenant_id") or "", nid)) if nid else None
             outcome = "retrying" if retried else "acknowledged"
             feedback = None
             if item is not None:
@@ -260,11 +259,11 @@ class Poller:
             )
         return records
 
-    def _outcomes(self, ids: list[str]) -> dict[str, OutcomeRecord]:
-        if not ids or self.outcomes is None:
+    def _outcomes(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], OutcomeRecord]:
+        if not keys or self.outcomes is None:
             return {}
         try:
-            return self.outcomes.get_many(ids)
+            return self.outcomes.get_many(keys)
         except (BotoCoreError, ClientError) as exc:
             log.warning("could not read outcome records: %s", exc)
             return {}

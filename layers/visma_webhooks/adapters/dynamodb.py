@@ -1,10 +1,10 @@
-"""DynamoDB adapters: stage guards on Powertools idempotency, and the outcome history.
+"""DynamoDB adapters: stage guards on Powertools idempotency, resource fingerprints, outcomes.
 
-Both live in the one ``IdempotencyTable`` (partition key ``id``, TTL on ``expiration``):
-Powertools keeps its records under ``<stage key prefix>#<hash>``; the history of each
-notification is the item ``outcome#<notification_id>``, written by
-:class:`DynamoDBOutcomeStore` and read back as an :class:`OutcomeRecord` by everything
-that reports on it (``status``, ``inspect``, the demo, the soak).
+All live in the one ``IdempotencyTable`` (partition key ``id``, TTL on ``expiration``):
+Powertools keeps its records under ``<stage key prefix>#<hash>``; the fingerprint of each
+resource is the item ``fingerprint#<tenant>#<service>#<path>``; the history of each
+notification is ``outcome#<tenant>#<notification_id>``
+(:mod:`visma_webhooks.adapters.outcome_store`, whose names are also importable from here).
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -24,15 +22,29 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
+from visma_webhooks.adapters.outcome_store import (
+    OUTCOME_PREFIX,
+    DynamoDBOutcomeStore,
+    HistoryEntry,
+    OutcomeRecord,
+)
 from visma_webhooks.domain.errors import StageInProgress
-from visma_webhooks.domain.processing import COMPLETED, FINAL, RecordResult
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from types_boto3_dynamodb import DynamoDBClient
-    from types_boto3_dynamodb.type_defs import KeysAndAttributesOutputTypeDef, KeysAndAttributesTypeDef
 
-OUTCOME_PREFIX = "outcome#"
+__all__ = [
+    "FINGERPRINT_PREFIX",
+    "OUTCOME_PREFIX",
+    "DynamoDBFingerprintStore",
+    "DynamoDBOutcomeStore",
+    "HistoryEntry",
+    "OutcomeRecord",
+    "PowertoolsStageGuard",
+]
+
+FINGERPRINT_PREFIX = "fingerprint#"
 
 
 _templates: dict[tuple[str, int], DynamoDBPersistenceLayer] = {}
@@ -101,264 +113,40 @@ class PowertoolsStageGuard:
         return result, ran
 
 
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One step of a notification's history: a copy received, or what became of it."""
+class DynamoDBFingerprintStore:
+    """The fingerprint of each resource as last handed to handlers (:mod:`visma_webhooks.domain.fingerprints`).
 
-    step: str
-    at: str = ""
-    detail: str | None = None
-    receive_count: int | None = None
-    found: str | None = None  # a duplicate: the outcome the notification already had
-
-    @classmethod
-    def from_plain(cls, entry: Mapping[str, Any]) -> HistoryEntry:
-        count = entry.get("receive_count")
-        return cls(
-            step=str(entry.get("step") or ""),
-            at=str(entry.get("at") or ""),
-            detail=None if entry.get("detail") is None else str(entry["detail"]),
-            receive_count=int(count) if isinstance(count, int | float) else None,
-            found=None if entry.get("found") is None else str(entry["found"]),
-        )
-
-
-@dataclass(frozen=True)
-class OutcomeRecord:
-    """A notification's history item, as :class:`DynamoDBOutcomeStore` wrote it.
-
-    ``outcome`` is the latest copy's; :attr:`effective_outcome` is the notification's own.
+    Reads are consistent: a stale fingerprint could make a resource that changed back to
+    an earlier state look unchanged. An item past its ``expiration`` counts as absent
+    (DynamoDB deletes expired items late), so a resource not seen for the TTL is a change.
     """
-
-    notification_id: str
-    outcome: str | None = None
-    history: tuple[HistoryEntry, ...] = ()
-    tenant_id: str | None = None
-    event: str | None = None
-    resource_path: str | None = None
-    first_seen: str | None = None
-    updated_at: str | None = None
-    receive_count: int = 0
-    attempts: int = 0
-    last_message_id: str | None = None
-    handlers: dict[str, Any] = field(default_factory=dict)
-    feedback: dict[str, Any] | None = None
-    description: str | None = None
-    last_error: str | None = None
-    item: dict[str, Any] = field(default_factory=dict, repr=False)  # the whole item, as stored
-
-    @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> OutcomeRecord:
-        """From a DynamoDB item (attribute values) of the outcome store."""
-        plain: dict[str, Any] = _plain({"M": item})
-        text = {k: None if plain.get(k) is None else str(plain[k]) for k in _TEXT_FIELDS}
-        feedback = plain.get("feedback")
-        return cls(
-            notification_id=str(plain.get("notification_id") or ""),
-            history=tuple(
-                HistoryEntry.from_plain(e) for e in plain.get("history") or [] if isinstance(e, dict)
-            ),
-            receive_count=int(plain.get("receive_count") or 0),
-            attempts=int(plain.get("attempts") or 0),
-            handlers=dict(plain.get("handlers") or {}),
-            feedback=dict(feedback) if isinstance(feedback, dict) else None,
-            item=plain,
-            **text,
-        )
-
-    @property
-    def effective_outcome(self) -> str:
-        """The notification's own outcome, whatever its copies appended.
-
-        The latest completed step wins (a ``retrying`` after ``succeeded`` is a sibling
-        copy that found the notification held; a forced replay's later completion counts).
-        With none, a copy absorbed as a duplicate names the outcome it found (a crash
-        between the notification's stage and its history write leaves only that); else the
-        latest step past ``received`` says where it is.
-        """
-        steps = [e.step for e in self.history]
-        for step in reversed(steps):
-            if step in COMPLETED:
-                return step
-        for entry in reversed(self.history):
-            if entry.step == "duplicate" and entry.found:
-                return entry.found
-        for step in reversed(steps):
-            if step not in ("", "received", "duplicate"):
-                return step
-        return "in progress" if self.history else self.outcome or "in progress"
-
-    @property
-    def duplicates_absorbed(self) -> int:
-        """Copies acknowledged as duplicates of this notification."""
-        return sum(1 for e in self.history if e.step == "duplicate")
-
-    @property
-    def final_steps(self) -> list[str]:
-        """The outcome of each copy that was done with, in the order they were written."""
-        return [e.step for e in self.history if e.step in FINAL]
-
-    @property
-    def completed(self) -> bool:
-        """The history holds the step that completed the notification."""
-        return any(e.step in COMPLETED for e in self.history)
-
-
-_TEXT_FIELDS = (
-    "outcome",
-    "tenant_id",
-    "event",
-    "resource_path",
-    "first_seen",
-    "updated_at",
-    "last_message_id",
-    "description",
-    "last_error",
-)
-
-
-class DynamoDBOutcomeStore:
-    """The history of each notification: attempts, handler results, feedback, outcome."""
 
     def __init__(self, table_name: str, client: DynamoDBClient, ttl_seconds: int):
         self.table_name = table_name
         self.client = client
         self.ttl_seconds = ttl_seconds
 
-    def started(
-        self, notification_id: str, attempt: int, message_id: str, summary: Mapping[str, Any]
-    ) -> None:
-        now = _now()
-        names = {f"#{k}": k for k in summary}
-        values = {f":{k}": _attr(v) for k, v in summary.items()}
-        sets = ", ".join(f"#{k} = :{k}" for k in summary)
-        self.client.update_item(
+    @staticmethod
+    def _key(tenant_id: str, service: str, path: str) -> dict[str, Any]:
+        return {"id": {"S": f"{FINGERPRINT_PREFIX}{tenant_id}#{service}#{path}"}}
+
+    def get(self, tenant_id: str, service: str, path: str) -> str | None:
+        item = self.client.get_item(
+            TableName=self.table_name, Key=self._key(tenant_id, service, path), ConsistentRead=True
+        ).get("Item")
+        if not item or int(item.get("expiration", {}).get("N", "0")) <= time.time():
+            return None
+        return item.get("fingerprint", {}).get("S")
+
+    def put(self, tenant_id: str, service: str, path: str, value: str) -> None:
+        self.client.put_item(
             TableName=self.table_name,
-            Key={"id": {"S": OUTCOME_PREFIX + notification_id}},
-            UpdateExpression=(
-                f"SET {sets + ', ' if sets else ''}notification_id = :nid, first_seen = if_not_exists(first_seen, :now), "
-                "updated_at = :now, receive_count = :attempt, last_message_id = :mid, expiration = :exp, "
-                "#history = list_append(if_not_exists(#history, :empty), :entry) ADD attempts :one"
-            ),
-            ExpressionAttributeNames={**names, "#history": "history"},
-            ExpressionAttributeValues={
-                **values,
-                ":nid": {"S": notification_id},
-                ":now": {"S": now},
-                ":attempt": {"N": str(attempt)},
-                ":mid": {"S": message_id},
-                ":exp": {"N": str(int(time.time()) + self.ttl_seconds)},
-                ":empty": {"L": []},
-                ":entry": {"L": [_attr({"at": now, "step": "received", "receive_count": attempt})]},
-                ":one": {"N": "1"},
+            Item={
+                **self._key(tenant_id, service, path),
+                "fingerprint": {"S": value},
+                "expiration": {"N": str(int(time.time()) + self.ttl_seconds)},
             },
         )
 
-    def finished(self, notification_id: str, result: RecordResult) -> None:
-        now = _now()
-        entry: dict[str, Any] = {
-            "at": now,
-            "step": result.outcome.value,
-            "detail": result.error or result.description,
-        }
-        if result.found is not None:
-            entry["found"] = result.found.value
-        values: dict[str, Any] = {
-            ":outcome": {"S": result.outcome.value},
-            ":now": {"S": now},
-            ":entry": {"L": [_attr(entry)]},
-            ":empty": {"L": []},
-        }
-        sets = [
-            "outcome = :outcome",
-            "updated_at = :now",
-            "#history = list_append(if_not_exists(#history, :empty), :entry)",
-        ]
-        for name, value in (
-            ("handlers", result.handlers or None),
-            ("feedback", result.feedback),
-            ("description", result.description or None),
-            ("last_error", result.error),
-        ):
-            if value is not None:
-                sets.append(f"{name} = :{name}")
-                values[f":{name}"] = _attr(value)
-        self.client.update_item(
-            TableName=self.table_name,
-            Key={"id": {"S": OUTCOME_PREFIX + notification_id}},
-            UpdateExpression="SET " + ", ".join(sets),
-            ExpressionAttributeNames={"#history": "history"},
-            ExpressionAttributeValues=values,
-        )
-
-    def get(self, notification_id: str) -> OutcomeRecord | None:
-        item = self.client.get_item(
-            TableName=self.table_name,
-            Key={"id": {"S": OUTCOME_PREFIX + notification_id}},
-            ConsistentRead=True,
-        ).get("Item")
-        return OutcomeRecord.from_item(item) if item else None
-
-    def get_many(self, notification_ids: Sequence[str]) -> dict[str, OutcomeRecord]:
-        """The outcome records of ``notification_ids`` that exist, by notification id."""
-        found: dict[str, OutcomeRecord] = {}
-        for start in range(0, len(notification_ids), 100):  # BatchGetItem's limit
-            keys = [{"id": {"S": OUTCOME_PREFIX + i}} for i in notification_ids[start : start + 100]]
-            request: Mapping[str, KeysAndAttributesTypeDef | KeysAndAttributesOutputTypeDef] = {
-                self.table_name: {"Keys": keys, "ConsistentRead": True}
-            }
-            while request:
-                response = self.client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table_name, []):
-                    record = OutcomeRecord.from_item(item)
-                    found[record.notification_id] = record
-                request = response.get("UnprocessedKeys") or {}
-        return found
-
-    def scan(self) -> list[OutcomeRecord]:
-        """Every outcome record (for ``status``; the table is scanned page by page)."""
-        records: list[OutcomeRecord] = []
-        paginator = self.client.get_paginator("scan")
-        for page in paginator.paginate(
-            TableName=self.table_name,
-            FilterExpression="begins_with(id, :prefix)",
-            ExpressionAttributeValues={":prefix": {"S": OUTCOME_PREFIX}},
-        ):
-            records.extend(OutcomeRecord.from_item(item) for item in page.get("Items", []))
-        return records
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _attr(value: Any) -> dict[str, Any]:
-    """A plain value as a DynamoDB attribute value."""
-    if value is None:
-        return {"NULL": True}
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, int | float):
-        return {"N": str(value)}
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, Mapping):
-        return {"M": {str(k): _attr(v) for k, v in value.items()}}
-    if isinstance(value, list | tuple):
-        return {"L": [_attr(v) for v in value]}
-    return {"S": str(value)}
-
-
-def _plain(attr: Mapping[str, Any]) -> Any:
-    """A DynamoDB attribute value as a plain value."""
-    ((kind, value),) = attr.items()
-    if kind == "M":
-        return {k: _plain(v) for k, v in value.items()}
-    if kind == "L":
-        return [_plain(v) for v in value]
-    if kind == "N":
-        number = float(value)
-        return int(number) if number.is_integer() else number
-    if kind == "NULL":
-        return None
-    return value
+    def forget(self, tenant_id: str, service: str, path: str) -> None:
+        self.client.delete_item(TableName=self.table_name, Key=self._key(tenant_id, service, path))

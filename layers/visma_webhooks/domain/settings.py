@@ -13,11 +13,19 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from visma_webhooks.domain.errors import ConfigurationError
+from visma_webhooks.domain.fingerprints import DEFAULT_IGNORED_FIELDS, ignored_fields
 from visma_webhooks.domain.resources import ResourceRules
+from visma_webhooks.domain.services import (
+    FINANCIALS,
+    JOURNAL_TRANSACTIONS,
+    SALESORDERS,
+    SERVICES,
+    Endpoint,
+    Endpoints,
+)
 
 DEFAULT_MAX_BODY_BYTES = 524_288  # 512 KiB: far above any real delivery, and every item fits one SQS message
 DEFAULT_HANDLER_MODULES = ("visma_webhooks.notification_handlers.log",)
-DEFAULT_VISMA_API_BASE_URL = "https://api.finance.visma.net"
 DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"  # noqa: S105 - a URL, not a secret
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -86,8 +94,9 @@ class ProcessorSettings:
     queue_url: str = ""
     secret_arn: str = ""
     handler_modules: tuple[str, ...] = DEFAULT_HANDLER_MODULES
-    visma_api_base_url: str = DEFAULT_VISMA_API_BASE_URL
+    endpoints: Endpoints = field(default_factory=Endpoints)
     token_url: str = DEFAULT_TOKEN_URL
+    fingerprint_ignore: frozenset[str] = DEFAULT_IGNORED_FIELDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ProcessorSettings:
@@ -107,8 +116,10 @@ class ProcessorSettings:
                 if modules is not None
                 else DEFAULT_HANDLER_MODULES
             ),
-            visma_api_base_url=env.get("VISMA_API_BASE_URL") or DEFAULT_VISMA_API_BASE_URL,
+            endpoints=_endpoints(env),
             token_url=env.get("VISMA_TOKEN_URL") or DEFAULT_TOKEN_URL,
+            fingerprint_ignore=ignored_fields((env.get("FINGERPRINT_IGNORE_FIELDS") or "").split(","))
+            or DEFAULT_IGNORED_FIELDS,
         )
         settings.check()
         return settings
@@ -124,6 +135,25 @@ class ProcessorSettings:
             raise ConfigurationError("MAX_RECEIVE_COUNT must be at least 1")
         if self.ttl_seconds <= 0:
             raise ConfigurationError("IDEMPOTENCY_TTL_HOURS must be positive")
+
+
+# (base URL variable, scope variable) of each service; an empty scope: the client secret's.
+SERVICE_VARIABLES = {
+    FINANCIALS: ("VISMA_API_BASE_URL", "VISMA_FINANCIALS_SCOPE"),
+    SALESORDERS: ("VISMA_SALESORDERS_BASE_URL", "VISMA_SALESORDERS_SCOPE"),
+    JOURNAL_TRANSACTIONS: ("VISMA_JOURNALTX_BASE_URL", "VISMA_JOURNALTX_SCOPE"),
+}
+
+
+def _endpoints(env: Mapping[str, str]) -> Endpoints:
+    """Each service's base URL and scopes from the environment; Visma's hosts by default."""
+    by_service = {}
+    for service, (base_variable, scope_variable) in SERVICE_VARIABLES.items():
+        base_url = (env.get(base_variable) or SERVICES[service].default_base_url).strip()
+        if not base_url.startswith(("https://", "http://")):
+            raise ConfigurationError(f"{base_variable} must be an http(s) URL, not {base_url!r}")
+        by_service[service] = Endpoint(base_url, " ".join((env.get(scope_variable) or "").split()) or None)
+    return Endpoints(by_service)
 
 
 def _number(env: Mapping[str, str], name: str, kind: type[Number], default: Number) -> Number:

@@ -5,6 +5,9 @@
 ``{"notification", "resource"}``. An entry above EventBridge's size limit carries a
 claim check instead of the resource: ``{"resource_ref": {"bucket", "key"}}``, the
 resource being stored in ``ARCHIVE_BUCKET`` under ``claim-checks/``.
+
+It fetches the resource (consumers get the state, not just the news of a change); a
+deletion is published with ``"resource": null`` and ``notification.deleted`` true.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Key: ``{tenant}/{event}/{resource id}/{occurred_at}-{notification_id}.json``, with
 ``occurred_at`` as ``YYYYMMDDTHHMMSSZ`` (``unknown`` when Visma sent no time) and ``_``
 for a notification that names no resource. Body: ``{"notification", "resource"}``.
+
+It fetches the resource (the archive keeps each state); a deletion is archived with
+``"resource": null`` and ``notification.deleted`` true.
 """
 
 from __future__ import annotations

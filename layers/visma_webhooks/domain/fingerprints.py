@@ -1,0 +1,61 @@
+"""Fingerprints of resources, to tell a real change from a notification about nothing new.
+
+Visma notifies on every save, also when nothing that matters changed, and our own
+write-backs come back as notifications. The fingerprint of a resource is a hash of its
+canonical JSON without the fields that change on every save (``lastModifiedDateTime``,
+``timeStamp`` and other ETag-like stamps, compared case-insensitively at any depth; the
+list is ``FINGERPRINT_IGNORE_FIELDS``). The processor keeps the fingerprint of each
+resource as last handed to handlers, per (tenant, service, path); a fetched resource
+with the same fingerprint is *unchanged*, and handlers that did not opt in are skipped.
+That ends a write-back loop even when Visma does not say who made the change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+DEFAULT_IGNORED_FIELDS = frozenset(
+    {
+        "lastmodifieddatetime",
+        "lastmodified",
+        "modifieddatetime",
+        "timestamp",
+        "etag",
+        "@odata.etag",
+        "rowversion",
+    }
+)
+
+
+def ignored_fields(names: Iterable[str]) -> frozenset[str]:
+    """Field names as the fingerprint compares them (case-insensitively)."""
+    return frozenset(name.strip().casefold() for name in names if name.strip())
+
+
+def fingerprint(resource: Any, ignored: frozenset[str] = DEFAULT_IGNORED_FIELDS) -> str:
+    """A stable hash of ``resource`` without the ``ignored`` fields (at any depth)."""
+    canonical = json.dumps(_without(resource, ignored), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _without(value: Any, ignored: frozenset[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _without(v, ignored) for k, v in value.items() if str(k).casefold() not in ignored}
+    if isinstance(value, list):
+        return [_without(v, ignored) for v in value]
+    return value
+
+
+class FingerprintStore(Protocol):
+    """The last fingerprint handed to handlers, per (tenant, service, path)."""
+
+    def get(self, tenant_id: str, service: str, path: str) -> str | None: ...
+
+    def put(self, tenant_id: str, service: str, path: str, value: str) -> None: ...
+
+    def forget(self, tenant_id: str, service: str, path: str) -> None:
+        """The resource is gone: a re-created one with the same content is a change."""
+        ...
