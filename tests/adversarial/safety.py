@@ -38,10 +38,10 @@ def assert_safe_notification_body(body: str) -> Notification:
     """A queue message body is strict JSON, a valid Notification, with a safe resource path."""
     assert not sqs_refused(body), sqs_refused(body)
     notification = Notification.model_validate(strict_json(body))
-    path = notification.resource_path
-    assert (path is None) == (notification.service is None), (notification.service, path)
-    if path is not None:
-        assert RESOURCE_PATHS[notification.service].fullmatch(path), (notification.service, path)
+    service, path = notification.service, notification.resource_path
+    assert (path is None) == (service is None), (service, path)
+    if service is not None and path is not None:
+        assert RESOURCE_PATHS[service].fullmatch(path), (service, path)
         assert not _UNSAFE_IN_PATH.search(path), path
     return notification
 
