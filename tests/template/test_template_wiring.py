@@ -263,7 +263,6 @@ def test_optional_processor_settings_follow_their_parameters(template):
     assert variables["FEEDBACK_SOURCE"] == "Shop sync"
 
 
-
 def test_each_visma_service_follows_its_parameters(template):
     """Each API service has its own base URL and scopes; the processor reads them by these names."""
     variables = _function(
@@ -282,6 +281,7 @@ def test_each_visma_service_follows_its_parameters(template):
     assert variables["VISMA_SALESORDERS_SCOPE"] == "salesorder:read salesorder:update"
     assert variables["VISMA_JOURNALTX_SCOPE"] == "journaltransaction:read"
     assert variables["FINGERPRINT_IGNORE_FIELDS"] == "lastModifiedDateTime,timeStamp,changeCounter"
+
 
 def test_outputs(template):
     outputs = template["Outputs"]

@@ -99,7 +99,7 @@ def test_a_service_without_a_scope_of_its_own_shares_the_default_token(sandbox, 
     ],
 )
 def test_a_path_off_its_service_pattern_is_refused_without_a_request(sandbox, orders, client, service, path):
-    with pytest.raises(ValueError, match="path must be a plain|unknown or unconfigured"):
+    with pytest.raises(ValueError, match=r"path must be a plain|unknown or unconfigured"):
         client.request(TENANT, "GET", service, path)
     assert sandbox.requests == []
     assert orders.requests == []
