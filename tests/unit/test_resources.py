@@ -175,6 +175,8 @@ def hostile_uris(base: str, prefix: str) -> list[tuple[str, str]]:
         (f"https://{host}{good}#top", "query or fragment"),
         (f"https://{host}{prefix}customer/../../admin/1", "'..' segment"),
         (f"https://{host}{prefix}customer/./1", "'.' or '..' segment"),
+        (f"https://{host}{prefix}customer/0..", "'..' segment"),
+        (f"https://{host}{prefix}customer/a..b", "'..' segment"),
         (f"https://{host}{prefix}customer//1", "empty"),
         (f"https://{host}{prefix}customer/%2e%2e/1", "encoded separator"),
         (f"https://{host}{prefix}customer/a%2Fb", "encoded separator"),

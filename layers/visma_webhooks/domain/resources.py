@@ -24,11 +24,11 @@ V3 equivalent and makes the item invalid. ``financials`` keeps the Financials pa
 
 Every path, whatever the service, is ``<service prefix><entity>/<id>[/<id>...]``: at most
 :data:`MAX_PATH_LENGTH` characters, an entity that is a plain name, one to six id
-segments. An id segment may carry percent-escapes (``BOLT%20M8``), but only ones that
-decode to printable UTF-8 text without a separator, ``%`` or a dot-only name: ``%2e``,
-``%2f``, ``%5c``, ``%00``, double encoding (``%252e``) and overlong UTF-8 (``%c0%ae``) are
-refused, as are userinfo, ports other than 443, schemes other than https, queries and
-fragments.
+segments, none with ``..`` in it. An id segment may carry percent-escapes (``BOLT%20M8``),
+but only ones that decode to printable UTF-8 text without a separator, ``%`` or a dot-only
+name: ``%2e``, ``%2f``, ``%5c``, ``%00``, double encoding (``%252e``) and overlong UTF-8
+(``%c0%ae``) are refused, as are userinfo, ports other than 443, schemes other than https,
+queries and fragments.
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def check_path(service: str, path: str) -> str:
     segments = path[prefix.end() :].rstrip("/").split("/")
     if not 2 <= len(segments) <= MAX_IDS + 1:
         raise ResourcePathError(f"resource path {path[:100]!r} is not {prefix.group().lower()}<entity>/<id>")
-    if any(seg in ("", ".", "..") for seg in segments):
+    if any(seg in ("", ".") or ".." in seg for seg in segments):
         raise ResourcePathError("resource path contains an empty, '.' or '..' segment")
     if not _ENTITY.match(segments[0]):
         raise ResourcePathError(f"resource entity {segments[0][:64]!r} is not a plain name")
