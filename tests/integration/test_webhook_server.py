@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
 
 import pytest
 import requests
 
 from tests.conftest import drain
 from visma_webhooks.domain.signature import SIGNATURE_HEADER, sign
-from visma_webhooks_local.stack.functions import FunctionPool
+from visma_webhooks_local.stack.functions import FunctionPool, load_function
+from visma_webhooks_local.stack.lambda_events import LambdaContext, http_api_event
 from visma_webhooks_local.stack.webhook_server import MAX_PAYLOAD_BYTES, WebhookServer
 
 
@@ -118,3 +123,35 @@ def test_a_function_that_fails_is_a_500_and_is_reported():
         running.stop()
     assert (response.status_code, response.json()) == (500, {"message": "Internal Server Error"})
     assert seen == [(500, None)]
+
+
+def test_ingest_instances_in_one_process_share_the_event_handlers_current_event(ingest_app):
+    """Why the local stack runs one ingest invocation at a time: Powertools keeps the event on its class."""
+    other = load_function("ingest")
+    event = http_api_event(b"[]", {}, path="/webhooks/visma", source_ip="127.0.0.1")
+    ingest_app.handler(event, LambdaContext("IngestFunction", 10))
+    assert other.app.current_event.raw_event is ingest_app.app.current_event.raw_event
+
+
+def test_the_pool_runs_one_invocation_at_a_time_whatever_its_instances():
+    running, seen, lock = 0, [], threading.Lock()
+    both_started = threading.Barrier(2, timeout=2)
+
+    def handler(event, context):
+        nonlocal running
+        with lock:
+            running += 1
+            seen.append(running)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_started.wait()  # the second invocation gets here only if it runs alongside
+        with lock:
+            running -= 1
+        return {"statusCode": 202}
+
+    instances = [ModuleType("one"), ModuleType("two")]
+    for instance in instances:
+        instance.handler = handler
+    pool = FunctionPool(instances, "IngestFunction", 10)
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        assert list(threads.map(pool.invoke, [{}, {}])) == [{"statusCode": 202}] * 2
+    assert max(seen) == 1  # the second invocation started only after the first had finished

@@ -7,6 +7,7 @@ import logging
 import os
 import queue
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -56,7 +57,13 @@ def load_functions(
 
 
 class FunctionPool:
-    """Instances of one function; an invocation takes a free instance, as Lambda picks an idle environment."""
+    """Instances of the ingest function; an invocation takes a free instance, as Lambda picks an idle one.
+
+    Invocations run one at a time, whatever the instances: Powertools' event handler keeps
+    the current event on its class (``BaseRouter.current_event``), which is safe in Lambda,
+    where a process serves one invocation at a time, but is shared by every instance in
+    this one process, so two concurrent invocations could each answer the other's request.
+    """
 
     def __init__(self, modules: list[ModuleType], function_name: str, timeout: float):
         self._free: queue.Queue[ModuleType] = queue.Queue()
@@ -64,11 +71,15 @@ class FunctionPool:
             self._free.put(module)
         self.function_name = function_name
         self.timeout = timeout
+        self._one_at_a_time = threading.Lock()
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         module = self._free.get()
         try:
-            result: dict[str, Any] = module.handler(event, LambdaContext(self.function_name, self.timeout))
+            with self._one_at_a_time:
+                result: dict[str, Any] = module.handler(
+                    event, LambdaContext(self.function_name, self.timeout)
+                )
             return result
         finally:
             self._free.put(module)
