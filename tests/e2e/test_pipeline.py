@@ -135,16 +135,17 @@ def test_a_429_is_honoured_the_notification_waits_before_its_retry(stack):
 
 
 def test_a_permanent_failure_is_not_retried_and_gets_failure_feedback(stack):
-    nid, path = new_id(), f"/v1/customer/missing-{new_id()[:8]}"
+    nid, path = new_id(), f"/v1/customer/denied-{new_id()[:8]}"
+    stack.sandbox.add_rule(path, 403)  # a 404 would be a deletion, which reaches the handlers
     assert stack.post([legacy_item(nid, path.removeprefix("/v1/"))]).status_code == 202
 
     record = stack.settled([nid])[nid]
     assert record.outcome == "failed"
     assert record.attempts == 1
-    assert [r["status"] for r in stack.sandbox.requests if r["path"] == path] == [404]
+    assert [r["status"] for r in stack.sandbox.requests if r["path"] == path] == [403]
     feedback = stack.feedback(nid)
     assert [f["isSuccess"] for f in feedback] == [False]
-    assert "404" in feedback[0]["description"]
+    assert "403" in feedback[0]["description"]
     assert stack.runs()[nid] == 0  # no resource, so no handler ran
     inspected = json.loads(stack.run("inspect", nid, "--json").stdout)
     assert inspected["where"] == "done (failed)"
