@@ -9,6 +9,7 @@ from typing import Any
 from benchmarks.soak.plan import SoakConfig
 from visma_webhooks_local.sandbox import VismaSandbox
 from visma_webhooks_local.sandbox.responses import TOKEN_PATH, Response
+from visma_webhooks_local.sandbox.services import SandboxService
 
 CLIENT_ID, CLIENT_SECRET = "soak-client", "soak-client-secret"
 OUTAGE_RULE = "/v1/*/outage-*"
@@ -41,13 +42,13 @@ class FaultyVisma(VismaSandbox):
         self.faulty = False
         self.clear_rules()
 
-    def _serve(self, method: str, path: str, headers: Any, raw: bytes) -> Response:
+    def _serve(self, svc: SandboxService, method: str, path: str, headers: Any, raw: bytes) -> Response:
         self._who.pid = pid_from_user_agent(headers.get("User-Agent"))
-        if self.faulty and (path == TOKEN_PATH or path.startswith("/v1/")):
+        if self.faulty and (path == TOKEN_PATH or svc.api.match(path)):
             fault = self._fault()
             if fault is not None:
                 return fault
-        return super()._serve(method, path, headers, raw)
+        return super()._serve(svc, method, path, headers, raw)
 
     def _fault(self) -> Response | None:
         """The injected answer of one draw: a 5xx, a 429, a timeout, or None (no fault)."""

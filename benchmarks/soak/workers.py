@@ -60,6 +60,8 @@ def start_stack(
         str(workdir / "functions.log"),
         "--visma-base-url",
         visma.url,
+        "--visma-salesorders-url",
+        visma.salesorders_url,
         "--token-url",
         visma.token_url,
         "--client-id",

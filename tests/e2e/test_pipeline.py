@@ -65,15 +65,19 @@ def test_legacy_batch_and_dispatcher_delivery_are_each_processed_once_with_feedb
     assert {
         "/v1/customer/10001",
         "/v1/supplier/20002",
-        "/v1/salesorder/SO/1287",
+        "/api/v3/SalesOrders/SO/1287",  # a legacy sales order is fetched from SalesOrders V3
         "/v1/customer/10002",
     } <= fetched
 
 
 def test_a_redelivered_batch_runs_no_handler_and_posts_no_feedback_again(stack):
     ids = [new_id(), new_id()]
+    # resources no other test here processed (an unchanged one would skip the handlers)
     body = json.dumps(
-        [legacy_item(ids[0]), legacy_item(ids[1], "inventory/BOLT-M8", event="inventoryitem_changed")]
+        [
+            legacy_item(ids[0], f"customer/e2e-{ids[0][:8]}"),
+            legacy_item(ids[1], f"inventory/e2e-{ids[1][:8]}"),
+        ]
     ).encode()
     assert stack.post(body).status_code == 202
     stack.settled(ids)
@@ -221,6 +225,7 @@ def test_visma_is_only_called_at_the_configured_base_never_at_a_host_from_a_payl
             assert inspected["where"].startswith("in the DLQ (quarantined at ingest")
         allowed = re.compile(
             r"^/connect/token$|^/v1/webhooknotificationfeedback$|^/v1/[a-z]+/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)?$"
+            r"|^/api/v3/SalesOrders/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$"
         )
         requests_seen = stack.sandbox.requests
         assert requests_seen
