@@ -49,8 +49,8 @@ def delivery(secret: str) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
-def start_processor(monkeypatch, queues, sandbox):
-    """The processor, configured with the host that ingest did not know."""
+def start_processor(monkeypatch, queues, sandbox, *, fixed: bool = True):
+    """The processor, configured with the host that ingest did not know (unless not ``fixed``)."""
     secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
         Name="visma-client",
         SecretString=json.dumps({"client_id": "replay-test", "client_secret": "replay-test-secret"}),
@@ -62,7 +62,7 @@ def start_processor(monkeypatch, queues, sandbox):
         "VISMA_TOKEN_URL": f"{sandbox.url}/connect/token",
         "VISMA_CLIENT_SECRET_ARN": secret,
         "HANDLER_MODULES": "tests.counting_handlers",
-        "ALLOWED_RESOURCE_HOSTS": ERP_HOST,
+        "ALLOWED_RESOURCE_HOSTS": ERP_HOST if fixed else "",
     }.items():
         monkeypatch.setenv(name, value)
     app = load_function("processor")
@@ -71,9 +71,8 @@ def start_processor(monkeypatch, queues, sandbox):
     return app, counter
 
 
-def test_a_replayed_multi_item_delivery_processes_every_item_once_under_its_own_id(
-    monkeypatch, queues, webhook_secrets, idempotency_table, sandbox
-):
+def quarantine_twice(monkeypatch, queues, webhook_secrets) -> list[str]:
+    """The dispatcher delivers and retries once: both copies are quarantined, nothing is queued."""
     sqs, queue_url, dlq_url = queues["sqs"], queues["queue_url"], queues["dlq_url"]
     for name, value in {
         "QUEUE_URL": queue_url,
@@ -84,8 +83,6 @@ def test_a_replayed_multi_item_delivery_processes_every_item_once_under_its_own_
     ingest = load_function("ingest")
     body, headers = delivery(webhook_secrets["values"][0])
     ids = [f"{HEADER_ID}:{i}" for i in range(len(CUSTOMERS))]
-
-    # The dispatcher delivers, and retries once: both copies are quarantined, nothing is queued.
     for _ in range(2):
         status, answer = deliver(ingest, body, headers)
         assert status == 202, answer
@@ -102,6 +99,14 @@ def test_a_replayed_multi_item_delivery_processes_every_item_once_under_its_own_
         sqs.change_message_visibility(
             QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
         )
+    return ids
+
+
+def test_a_replayed_multi_item_delivery_processes_every_item_once_under_its_own_id(
+    monkeypatch, queues, webhook_secrets, idempotency_table, sandbox
+):
+    sqs, queue_url, dlq_url = queues["sqs"], queues["queue_url"], queues["dlq_url"]
+    ids = quarantine_twice(monkeypatch, queues, webhook_secrets)
 
     # The configuration is fixed (the processor allow-lists the host), and the DLQ replayed.
     processor, counter = start_processor(monkeypatch, queues, sandbox)
@@ -117,3 +122,20 @@ def test_a_replayed_multi_item_delivery_processes_every_item_once_under_its_own_
     fetched = sorted(r["path"] for r in sandbox.requests if r["method"] == "GET")
     assert fetched == sorted(f"/v1/customer/{n}" for n in CUSTOMERS)
     assert not any(ERP_HOST in json.dumps(r) for r in sandbox.requests)
+
+
+def test_a_derived_id_still_invalid_on_replay_fails_without_feedback(
+    monkeypatch, queues, webhook_secrets, idempotency_table, sandbox
+):
+    """Visma never issued ``<header id>:<index>``: the failure is recorded, no feedback is posted for it."""
+    sqs, queue_url, dlq_url = queues["sqs"], queues["queue_url"], queues["dlq_url"]
+    ids = quarantine_twice(monkeypatch, queues, webhook_secrets)
+    processor, counter = start_processor(monkeypatch, queues, sandbox, fixed=False)
+    assert replay(sqs, dlq_url, queue_url, wait_seconds=0).moved == 6
+    response = processor.handler(receive(sqs, queue_url, 6), LambdaContext("processor", 30.0))
+
+    assert response["batchItemFailures"] == []  # permanent: acknowledged, not retried
+    assert dict(counter.runs) == {}
+    assert sandbox.feedback == []
+    records = {nid: processor.outcomes.get(nid, TENANT) for nid in ids}
+    assert {nid: r.outcome if r else None for nid, r in records.items()} == dict.fromkeys(ids, "failed")

@@ -47,8 +47,8 @@ from visma_webhooks.domain.outcomes import (
     OutcomeStore,
     RecordResult,
 )
-from visma_webhooks.domain.parsing import ItemError, clean_id, lookup, parse_item
-from visma_webhooks.domain.queueing import FORCE_ATTRIBUTE, QUARANTINE_KEY
+from visma_webhooks.domain.parsing import ItemError, PayloadError
+from visma_webhooks.domain.queueing import FORCE_ATTRIBUTE, QUARANTINE_KEY, parse_quarantined
 from visma_webhooks.domain.settings import ProcessorSettings
 from visma_webhooks.notification_handlers import Registry
 
@@ -121,10 +121,11 @@ class _Permanent(Exception):
 class _StillInvalid(Exception):
     """A quarantined item that is still invalid: a permanent failure of a known notification."""
 
-    def __init__(self, reason: str, notification_id: str | None, tenant_id: str | None):
+    def __init__(self, reason: str, notification_id: str | None, tenant_id: str | None, derived_id: bool):
         super().__init__(reason)
         self.notification_id = notification_id
         self.tenant_id = tenant_id
+        self.derived_id = derived_id
 
 
 class Processor:
@@ -286,7 +287,9 @@ class Processor:
                 record.message_id,
                 {"tenant_id": exc.tenant_id, "body": record.body[:MAX_RESULT_CHARS]},
             )
-            stub = Notification.model_construct(notification_id=nid, tenant_id=exc.tenant_id)
+            stub = Notification.model_construct(
+                notification_id=nid, tenant_id=exc.tenant_id, derived_id=exc.derived_id
+            )
             try:
                 result.feedback = self.feedback.post(stub, "", False, reason)
             except Exception as feedback_exc:  # transient: keep the message and try again
@@ -308,18 +311,13 @@ class Processor:
         except ValueError as exc:
             raise _Permanent(f"body is not JSON: {exc}") from None
         if isinstance(body, dict) and isinstance(body.get(QUARANTINE_KEY), dict):
-            quarantined = body[QUARANTINE_KEY]
-            item = quarantined.get("item")
-            if not isinstance(item, dict):
-                raise _Permanent("quarantined item is not an object")
-            metadata = quarantined.get("metadata") or {}
             try:
-                return parse_item(item, metadata, self.settings.rules)
+                return parse_quarantined(body, self.settings.rules)
+            except PayloadError as exc:
+                raise _Permanent(str(exc)) from None
             except ItemError as exc:
                 raise _StillInvalid(
-                    f"invalid notification: {exc}",
-                    clean_id(lookup(item, "notification_id")) or metadata.get("x-vwd-notification-id"),
-                    clean_id(lookup(item, "tenant_id")) or metadata.get("x-vwd-tenant-id"),
+                    f"invalid notification: {exc}", exc.notification_id, exc.tenant_id, exc.derived_id
                 ) from None
         try:
             return Notification.model_validate(body)
