@@ -43,13 +43,18 @@ def _descriptor() -> int:
         return _fd[pid]
 
 
-@handler("*", name="soak-counter")
+# unchanged=True: the soak names each resource from several notifications, and it counts
+# effects per notification; without it every notification but the first of a resource
+# would be skipped as unchanged, and "each effect exactly once" could not be checked.
+@handler("*", name="soak-counter", unchanged=True)
 def count(notification: Any, resource: Any, context: Any) -> str:
     line = {
         "id": notification.notification_id,
         "tenant": notification.tenant_id,
         "event": notification.event,
         "resource": notification.resource_path,
+        "fetched": resource is not None,
+        "deleted": notification.deleted,
         "pid": os.getpid(),
         "at": time.time(),
     }

@@ -7,11 +7,13 @@ What it does (``python -m benchmarks.soak [--notifications 2000] [--kills 6] [--
   faults, :class:`~benchmarks.soak.visma.FaultyVisma`): 20 % of calls, the token
   endpoint included, answer a 5xx, a 429 (``Retry-After: 1``) or time out (the server
   holds the request until the client has given up, and then does not act on it); 1 % of
-  the resources are permanently 404 (``missing-*`` ids), and 0.5 % are in an outage
-  (always 503) until "Visma is fixed".
+  the resources are refused for good (403, ``refused-*`` ids), 1 % are gone (404,
+  ``missing-*`` ids: deletions), and 0.5 % are in an outage (always 503) until "Visma is
+  fixed".
 * Starts ``visma-webhooks local --no-processor`` as a subprocess against it, and runs the
   processor loop in separate ``visma-webhooks process`` subprocesses, with the counting
-  handler :mod:`benchmarks.soak_handlers`.
+  handler :mod:`benchmarks.soak_handlers` (registered with ``unchanged=True``: several
+  notifications name one resource, and each must be counted).
 * Sends the notifications signed, in grouped legacy arrays (1 to 20 items) and single
   dispatcher deliveries; every request is delivered twice (about a third of the pairs at
   the same instant, the rest with the copy later in the stream), interleaved with forged
@@ -27,7 +29,7 @@ Invariants (each one is a line of the summary; any violation exits 1):
 
 * every request got the answer it should (202 with every item accepted, 401, 400/413);
 * every valid notification got exactly one feedback with the right ``isSuccess``
-  (404 → false). Two kinds of extra feedback are told apart rather than forbidden:
+  (403 → false, 404 → true). Two kinds of extra feedback are told apart rather than forbidden:
   a post made by a process that was then killed before it could record it is repeated by
   the next attempt (Visma's feedback endpoint has no idempotency key, so no client can
   avoid that; every such repeat must come from a killed process), and a notification one
@@ -35,16 +37,17 @@ Invariants (each one is a line of the summary; any violation exits 1):
   (``isSuccess: false``) posted then, which the success after the replay supersedes. The
   last feedback of each notification must be the right one;
 * every handler effect happened exactly once: each notification whose resource exists
-  was counted at least once, and every count but the last came from a process killed
-  before the run could be recorded (the crash window that no handler outside a
-  transaction with the dedup table can close); 404 and outage notifications ran no
-  handler before the fix;
+  was counted at least once with its document, each deletion (404) with none and
+  ``deleted=True``, and every count but the last came from a process killed before the
+  run could be recorded (the crash window that no handler outside a transaction with the
+  dedup table can close); 403 notifications ran no handler, outage ones none before the
+  fix;
 * the DLQ holds only what was designed to fail: copies of valid notifications that used
   up their receives on transient failures (every outage notification, both copies, and
   the few that the 20 % fault rate and the kills pushed past ``--max-receive-count``);
-  nothing forged, malformed or 404;
+  nothing forged, malformed or 403;
 * ``visma-webhooks replay`` after the fix drains the DLQ, and every replayed notification
-  ends with a success feedback (or its 404 failure);
+  ends with a success feedback (or its 403 failure);
 * no forged or malformed notification was processed, fetched, queued or answered;
 * lost (a valid notification without its final outcome and feedback) is 0.
 

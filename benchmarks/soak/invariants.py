@@ -102,7 +102,8 @@ def history_without_outcome(record: OutcomeRecord | None) -> bool:
 
 
 def expected_outcome(p: Planned) -> str:
-    return "failed" if p.kind == "missing" else "succeeded"
+    """A refusal fails; a deletion (404) succeeds, as does everything else."""
+    return "failed" if p.kind == "refused" else "succeeded"
 
 
 def judge(config: SoakConfig, observed: Observed) -> Judgement:
@@ -167,8 +168,8 @@ def hostile(observed: Observed) -> list[str]:
 def dead_letters(config: SoakConfig, observed: Observed, j: Judgement) -> list[str]:
     """The DLQ after phase 1: valid copies that used up their receives on transient failures.
 
-    Every outage notification is there with both copies; no 404 without a transient failure
-    on its way. Counts ``dlq_nids``.
+    Every outage notification is there with both copies; no refusal (403) without a
+    transient failure on its way. Counts ``dlq_nids``.
     """
     by_nid = observed.workload.by_nid
     found = []
@@ -180,8 +181,8 @@ def dead_letters(config: SoakConfig, observed: Observed, j: Judgement) -> list[s
         j.dlq_nids[nid] += 1
         record = observed.phase1.records.get(nid)
         steps = [e.step for e in record.history] if record else []
-        if by_nid[nid].kind == "missing" and not any(s in TRANSIENT_STEPS for s in steps):
-            found.append(f"{nid} (404) is in the DLQ without a transient failure")
+        if by_nid[nid].kind == "refused" and not any(s in TRANSIENT_STEPS for s in steps):
+            found.append(f"{nid} (403) is in the DLQ without a transient failure")
         receives = int((m.get("Attributes") or {}).get("ApproximateReceiveCount", "0"))
         if receives and receives < config.max_receive_count:
             found.append(f"{nid} went to the DLQ after {receives} receives")
@@ -217,25 +218,25 @@ def _deduplicated(
 
 
 def _before_replay(p: Planned, before: set[bool], in_dlq: bool) -> str | None:
-    """Before the fix: the right isSuccess; for one in the DLQ, anything but a 404's success."""
+    """Before the fix: the right isSuccess; for one in the DLQ, anything but a refusal's success."""
     if in_dlq:
-        if p.kind == "missing" and True in before:
-            return f"{p.nid} (404): a success feedback"
+        if p.kind == "refused" and True in before:
+            return f"{p.nid} (403): a success feedback"
         return None
-    right = p.kind != "missing"
+    right = p.kind != "refused"
     if before != {right}:
         return f"{p.nid} ({p.kind}) before the replay: feedback {sorted(before)}, expected [{right}]"
     return None
 
 
 def _after_replay(p: Planned, after: set[bool], last: bool | None, in_dlq: bool) -> tuple[str | None, bool]:
-    """At the end: a 404 only failed, anything else succeeded last; and whether a notice was superseded.
+    """At the end: a refusal only failed, anything else succeeded last; and whether a notice was superseded.
 
     A failure besides the success is the gave-up notice of a copy that went to the DLQ.
     """
-    if p.kind == "missing":
+    if p.kind == "refused":
         if after != {False}:
-            return f"{p.nid} (404): final feedback {sorted(after)}, expected [False]", False
+            return f"{p.nid} (403): final feedback {sorted(after)}, expected [False]", False
         return None, False
     if True not in after:
         return f"{p.nid}: no success feedback at the end ({sorted(after)})", False
@@ -250,7 +251,7 @@ def _after_replay(p: Planned, after: set[bool], last: bool | None, in_dlq: bool)
 
 def _lost(p: Planned, record: OutcomeRecord | None, after: set[bool], last: bool | None) -> bool:
     """Without its final outcome, or without the feedback Visma should show last."""
-    right_feedback = after == {False} if p.kind == "missing" else last is True
+    right_feedback = after == {False} if p.kind == "refused" else last is True
     return final_outcome(record) != expected_outcome(p) or not right_feedback
 
 
@@ -277,14 +278,24 @@ def feedback(observed: Observed, j: Judgement) -> list[str]:
 
 
 def _runs(p: Planned, runs: list[dict[str, Any]], before_fix: int) -> list[str]:
-    """A resource that exists was counted, a 404 never, an outage not before the fix."""
+    """A resource that exists was counted with its document, a deletion (404) as one without.
+
+    A refusal (403) never ran the handler, an outage not before the fix.
+    """
     found = []
-    if p.kind == "ok" and not runs:
-        found.append(f"{p.nid}: the handler never ran")
-    if p.kind == "missing" and runs:
-        found.append(f"{p.nid} (404): the handler ran {len(runs)} times")
+    if p.kind in ("ok", "deleted") and not runs:
+        found.append(f"{p.nid} ({p.kind}): the handler never ran")
+    if p.kind == "refused" and runs:
+        found.append(f"{p.nid} (403): the handler ran {len(runs)} times")
     if p.kind == "outage" and before_fix:
         found.append(f"{p.nid} (outage): the handler ran before Visma was fixed")
+    gone = p.kind == "deleted"
+    wrong = [e for e in runs if (e["deleted"], e["fetched"]) != (gone, not gone)]
+    if wrong:
+        found.append(
+            f"{p.nid} ({p.kind}): the handler ran with deleted={wrong[0]['deleted']}, "
+            f"a resource {'given' if wrong[0]['fetched'] else 'not given'}"
+        )
     return found
 
 
@@ -310,7 +321,7 @@ def handler_effects(observed: Observed, j: Judgement) -> list[str]:
                     f"{p.nid}: the handler ran {len(runs)} times (pids {[r['pid'] for r in runs]}); "
                     f"pid {e['pid']} was not killed after its run"
                 )
-    j.committed = sum(1 for p in observed.workload.planned if p.kind != "missing" and effects.get(p.nid))
+    j.committed = sum(1 for p in observed.workload.planned if p.kind != "refused" and effects.get(p.nid))
     j.effects = effects
     return found
 

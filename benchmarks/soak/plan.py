@@ -28,7 +28,8 @@ class SoakConfig:
     seed: int = 20261124
     fault_rate: float = 0.20  # of all Visma calls: 5xx, 429 and timeouts in these shares
     fault_shares: tuple[float, float, float] = (0.5, 0.3, 0.2)
-    missing_rate: float = 0.01  # resources that are permanently 404
+    refused_rate: float = 0.01  # resources Visma refuses for good (403)
+    deleted_rate: float = 0.01  # resources that are gone (404): deletions
     outage_rate: float = 0.005  # resources answering 503 until Visma is fixed
     dispatcher_share: float = 0.1  # notifications sent as single dispatcher deliveries
     concurrent_share: float = 0.35  # delivery pairs sent at the same instant
@@ -57,7 +58,7 @@ class Planned:
     nid: str
     tenant: str
     path: str  # /v1/...
-    kind: str  # ok | missing | outage
+    kind: str  # ok | refused | deleted | outage
     fmt: str  # legacy | dispatcher
     entity: int
 
@@ -68,23 +69,29 @@ def new_uuid(rng: random.Random) -> str:
 
 
 def _kinds(config: SoakConfig, rng: random.Random) -> list[str]:
-    """ok, missing (404 for good) or outage (503 until the fix) for each notification."""
+    """ok, refused (403 for good), deleted (404) or outage (503 until the fix) for each notification."""
     n = config.notifications
-    missing_count = max(1, round(n * config.missing_rate))
-    special = rng.sample(range(n), missing_count + max(1, round(n * config.outage_rate)))
+    counts = {
+        kind: max(1, round(n * rate))
+        for kind, rate in (
+            ("refused", config.refused_rate),
+            ("deleted", config.deleted_rate),
+            ("outage", config.outage_rate),
+        )
+    }
+    special = iter(rng.sample(range(n), sum(counts.values())))
     kinds = ["ok"] * n
-    for i in special[:missing_count]:
-        kinds[i] = "missing"
-    for i in special[missing_count:]:
-        kinds[i] = "outage"
+    for kind, count in counts.items():
+        for _ in range(count):
+            kinds[next(special)] = kind
     return kinds
 
 
 def _resource_id(kind: str, i: int, id_format: str, n: int, rng: random.Random) -> str:
-    if kind == "missing":
-        return f"missing-{i}"
-    if kind == "outage":
-        return f"outage-{i}"
+    if kind == "deleted":
+        return f"missing-{i}"  # the sandbox never finds an id starting with "missing"
+    if kind in ("refused", "outage"):
+        return f"{kind}-{i}"
     # A pool smaller than the run, so that one resource is named by several notifications.
     return id_format.format(rng.randint(10000, 10000 + max(10, n // 3)))
 

@@ -77,7 +77,8 @@ def _sending(config: SoakConfig, observed: Observed, j: Judgement) -> dict[str, 
     w, sent = observed.workload, observed.sent
     return {
         "notifications": len(w.planned),
-        "resources 404": sum(p.kind == "missing" for p in w.planned),
+        "resources refused (403)": sum(p.kind == "refused" for p in w.planned),
+        "resources deleted (404)": sum(p.kind == "deleted" for p in w.planned),
         "resources in an outage until the fix": sum(p.kind == "outage" for p in w.planned),
         "dispatcher deliveries": sum(p.fmt == "dispatcher" for p in w.planned),
         "valid requests (each sent twice)": len(w.valid),
@@ -102,7 +103,7 @@ def _processing(observed: Observed, j: Judgement) -> dict[str, Any]:
     return {
         "processed": outcomes["succeeded"] + outcomes["failed"],
         "succeeded": outcomes["succeeded"],
-        "failed (404, failure feedback)": outcomes["failed"],
+        "failed (403, failure feedback)": outcomes["failed"],
         "duplicates absorbed": j.accepted - len(planned),
         "duplicates seen by the dedup table": steps["duplicate"],
         "retries": steps["retrying"] + steps["throttled"],

@@ -53,8 +53,8 @@ class Workload:
 
     @property
     def expected_effects(self) -> int:
-        """Handler runs before the fix: one per notification whose resource answers."""
-        return sum(p.kind == "ok" for p in self.planned)
+        """Handler runs before the fix: one per notification whose resource answers or is gone."""
+        return sum(p.kind in ("ok", "deleted") for p in self.planned)
 
 
 def workload(config: SoakConfig, rng: random.Random) -> Workload:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import fnmatch
 import random
 import threading
 from typing import Any
@@ -12,10 +14,26 @@ from visma_webhooks_local.sandbox.responses import TOKEN_PATH, Response
 from visma_webhooks_local.sandbox.services import SandboxService
 
 CLIENT_ID, CLIENT_SECRET = "soak-client", "soak-client-secret"
-OUTAGE_RULE = "/v1/*/outage-*"
+# Any service's path: a legacy sales order is fetched from SalesOrders V3 (/api/v3/SalesOrders/SO/<id>).
+OUTAGE_RULE = "/*/outage-*"
+REFUSED = "/*/refused-*"
 # Shared with benchmarks.soak_handlers, which is not imported here: importing it registers
 # its handler and tags the Visma client's User-Agent in this process too.
 PID_TAG = "soak-pid/"
+
+
+class _TaggedFeedback(list[dict[str, Any]]):
+    """The sandbox's feedback log: each post recorded with the processor process that made it."""
+
+    def __init__(self, who: threading.local):
+        super().__init__()
+        self.who = who
+
+    def append(self, record: dict[str, Any]) -> None:
+        super().append({**record, "pid": getattr(self.who, "pid", None)})
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[dict[str, Any]]:
+        return copy.deepcopy(list(self), memo)
 
 
 class FaultyVisma(VismaSandbox):
@@ -24,7 +42,8 @@ class FaultyVisma(VismaSandbox):
     A drawn fault applies to the token endpoint and to every API call. A timeout holds
     the request for ``hang_seconds`` (longer than any read timeout the processor can use
     within its own timeout) and then answers 504 without acting on it, as a gateway that
-    gave up before the backend saw the request.
+    gave up before the backend saw the request. A ``refused-*`` resource answers 403
+    (after any drawn fault), before and after the fix: a permanent refusal, not a fault.
     """
 
     def __init__(self, config: SoakConfig, hang_seconds: float):
@@ -35,6 +54,7 @@ class FaultyVisma(VismaSandbox):
         self.faulty = True
         self._fault_rng = random.Random(config.seed * 7 + 1)
         self._who = threading.local()
+        self._feedback = _TaggedFeedback(self._who)
         self.add_rule(OUTAGE_RULE, status=503)
 
     def fix(self) -> None:
@@ -48,6 +68,8 @@ class FaultyVisma(VismaSandbox):
             fault = self._fault()
             if fault is not None:
                 return fault
+        if fnmatch.fnmatchcase(path, REFUSED):
+            return Response(403, {"message": f"access to {path} is denied"}, fault="refused")
         return super()._serve(svc, method, path, headers, raw)
 
     def _fault(self) -> Response | None:
@@ -64,13 +86,6 @@ class FaultyVisma(VismaSandbox):
             self._hang(self.hang_seconds)
             return Response(504, {"message": "injected timeout"}, fault="timeout")
         return None
-
-    def _record_feedback(self, method: str, tenant: str, body: Any) -> Response:
-        with self._lock:  # re-entrant: the parent appends under it, so [-1] is this post
-            response = super()._record_feedback(method, tenant, body)
-            if response.status == 201:
-                self._feedback[-1]["pid"] = getattr(self._who, "pid", None)
-        return response
 
 
 def pid_from_user_agent(value: str | None) -> int | None:

@@ -43,7 +43,9 @@ def test_200_notifications_under_faults_duplicates_forgeries_and_kills_are_each_
     assert f["malformed requests (400/413)"] >= 8
     assert f["DLQ notifications (outage)"] == f["resources in an outage until the fix"] >= 1
     assert f["replayed"] == f["DLQ"] >= 2
-    assert f["handler effects committed"] == 200 - f["resources 404"]
+    assert f["failed (403, failure feedback)"] == f["resources refused (403)"] >= 1
+    assert f["resources deleted (404)"] >= 1
+    assert f["handler effects committed"] == 200 - f["resources refused (403)"]
     assert 0.15 <= f["Visma fault rate before the fix (outage aside)"] <= 0.25
     assert result.ok
     written = json.loads(results.read_text())
