@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol
 
 from visma_webhooks.domain.errors import PermanentError, PermanentVismaError
@@ -77,9 +78,11 @@ class StageGuard(Protocol):
 
 
 class Fetcher(Protocol):
-    """Fetches a resource, once per batch (:class:`~.processing.BatchScope`)."""
+    """Fetches a resource once per batch, and gives records of one resource turns (:class:`~.processing.BatchScope`)."""
 
     def fetch(self, tenant_id: str, service: str, path: str) -> Any: ...
+
+    def hold(self, tenant_id: str, service: str, path: str) -> AbstractContextManager[object]: ...
 
 
 def service_of(notification: Notification) -> str | None:
@@ -221,10 +224,17 @@ class HandlerStage:
         context = HandlerContext(
             self.logger, notification.tenant_id, self.visma, notification.notification_id, service
         )
-        results = {h.name: self._handler(h, notification, resource, context, suffix) for h in handlers}
-        failures = [f"{name}: {r['error']}" for name, r in results.items() if r["status"] == "failed"]
-        if not failures and resource is not None:
-            resource.remember()
+        # Records of one batch that name the same resource take turns, from the fingerprint
+        # check to storing the new one: the second sees what the first handed over, so one
+        # state reaches the handlers once, whichever record runs first.
+        turn = (
+            scope.hold(notification.tenant_id, resource.service, resource.path) if resource else nullcontext()
+        )
+        with turn:
+            results = {h.name: self._handler(h, notification, resource, context, suffix) for h in handlers}
+            failures = [f"{name}: {r['error']}" for name, r in results.items() if r["status"] == "failed"]
+            if not failures and resource is not None:
+                resource.remember()
         return self._finish(notification, suffix, results, failures)
 
     def _echo(self, notification: Notification) -> bool:

@@ -81,13 +81,15 @@ class QueuedRecord:
 
 
 class BatchScope:
-    """Per-batch state: each distinct (tenant, service, path) is fetched once, and a
-    notification that appears twice in the batch is processed by its first record only."""
+    """Per-batch state: each distinct (tenant, service, path) is fetched once, records that
+    name one resource take turns handling it, and a notification that appears twice in the
+    batch is processed by its first record only."""
 
     def __init__(self, visma: Visma):
         self._visma = visma
         self._lock = threading.Lock()
         self._fetches: dict[tuple[str, str, str], Future[Any]] = {}
+        self._holds: dict[tuple[str, str, str], threading.Lock] = {}
         self._records: dict[str, Future[RecordResult]] = {}
 
     def claim(self, key: str) -> Future[RecordResult] | None:
@@ -100,6 +102,11 @@ class BatchScope:
 
     def settle(self, key: str, result: RecordResult) -> None:
         self._records[key].set_result(result)
+
+    def hold(self, tenant_id: str, service: str, path: str) -> threading.Lock:
+        """The resource's turn: held while one record checks, hands over and remembers it."""
+        with self._lock:
+            return self._holds.setdefault((tenant_id, service, path), threading.Lock())
 
     def fetch(self, tenant_id: str, service: str, path: str) -> Any:
         key = (tenant_id, service, path)
