@@ -34,7 +34,7 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, OutcomeRecord
+from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore, OutcomeRecord
 from visma_webhooks.domain.models import Notification
 from visma_webhooks.domain.parsing import PayloadError, parse_delivery
 from visma_webhooks.domain.resources import ResourceRules

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, OutcomeRecord
-from visma_webhooks.domain.processing import FINAL, RETRIED
+from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore, OutcomeRecord
+from visma_webhooks.domain.outcomes import FINAL, RETRIED
 from visma_webhooks.domain.queueing import message_attribute as attribute
 from visma_webhooks_local.stack.state import StackError, StackState
 

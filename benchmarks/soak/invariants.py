@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks.soak.plan import Planned, SoakConfig
 from benchmarks.soak.traffic import Sent, Workload
 from benchmarks.soak.workers import Kill
-from visma_webhooks.adapters.dynamodb import OutcomeRecord
+from visma_webhooks.adapters.outcome_store import OutcomeRecord
 from visma_webhooks.domain.queueing import message_attribute
 
 TRANSIENT_STEPS = ("retrying", "throttled")

@@ -37,7 +37,7 @@ from benchmarks.soak.workers import (
     read_effects,
     start_stack,
 )
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore
 from visma_webhooks_local.ops import queue_counts
 from visma_webhooks_local.stack.state import StackState
 

@@ -28,14 +28,12 @@ if TYPE_CHECKING:
     from types_boto3_sqs import SQSClient
 
 from visma_webhooks.adapters.aws import SDK_CONFIG
-from visma_webhooks.adapters.dynamodb import (
-    DynamoDBFingerprintStore,
-    DynamoDBOutcomeStore,
-    PowertoolsStageGuard,
-)
+from visma_webhooks.adapters.dynamodb import DynamoDBFingerprintStore, PowertoolsStageGuard
+from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore
 from visma_webhooks.adapters.visma_http import VismaClient
 from visma_webhooks.domain.errors import ConfigurationError
-from visma_webhooks.domain.processing import Outcome, Processor, QueuedRecord, RecordResult
+from visma_webhooks.domain.outcomes import Outcome, RecordResult
+from visma_webhooks.domain.processing import Processor, QueuedRecord
 from visma_webhooks.domain.settings import ProcessorSettings
 from visma_webhooks.notification_handlers import load_modules, registry
 

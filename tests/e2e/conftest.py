@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, OutcomeRecord
+from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore, OutcomeRecord
 from visma_webhooks.domain.signature import sign
 from visma_webhooks_local.ops import queue_counts
 from visma_webhooks_local.sandbox import VismaSandbox

@@ -12,7 +12,7 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from tests.e2e.conftest import cli, legacy_item, new_id, wait_for
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore
 from visma_webhooks.domain.signature import sign
 from visma_webhooks_local.stack.state import StackState
 

@@ -21,7 +21,8 @@ from tests.processor_support import (
     release,
     run,
 )
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore
+from visma_webhooks.domain.errors import ConfigurationError
 from visma_webhooks_local.sandbox import VismaSandbox
 from visma_webhooks_local.stack.lambda_events import LambdaContext
 
@@ -260,3 +261,12 @@ def test_quarantined_item_is_revalidated(processor, counter, queues, sandbox):
     assert [f["isSuccess"] for f in posted] == [False]
     assert "not allow-listed" in posted[0]["description"]
     assert not any("evil" in r["path"] for r in sandbox.requests)
+
+
+@pytest.mark.parametrize("secret", ['["client", "secret"]', '{"client_id": "processor-test"}'])
+def test_a_visma_client_secret_of_the_wrong_shape_is_refused_clearly(processor, secret):
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    secrets.put_secret_value(SecretId="visma-client", SecretString=secret)
+    processor.visma_client.cache_clear()
+    with pytest.raises(ConfigurationError, match="a JSON object with client_id and client_secret"):
+        processor.visma_client()

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REGION
 from tests.processor_support import feedback_for, gets, load_processor, notification, put, run
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore
 from visma_webhooks_local import ops
 from visma_webhooks_local.sandbox import VismaSandbox
 

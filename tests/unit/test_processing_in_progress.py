@@ -14,7 +14,8 @@ from typing import Any
 
 from visma_webhooks.domain.errors import StageInProgress
 from visma_webhooks.domain.models import Notification
-from visma_webhooks.domain.processing import Outcome, Processor, QueuedRecord
+from visma_webhooks.domain.outcomes import Outcome
+from visma_webhooks.domain.processing import Processor, QueuedRecord
 from visma_webhooks.domain.settings import ProcessorSettings
 from visma_webhooks.notification_handlers import Registry
 

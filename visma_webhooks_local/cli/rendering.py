@@ -18,7 +18,7 @@ from visma_webhooks_local.stack.spec import StackSpec
 from visma_webhooks_local.stack.state import StackState
 
 if TYPE_CHECKING:
-    from visma_webhooks.adapters.dynamodb import OutcomeRecord
+    from visma_webhooks.adapters.outcome_store import OutcomeRecord
     from visma_webhooks_local.ops import Found, Status
     from visma_webhooks_local.replaying import ReplayResult
 

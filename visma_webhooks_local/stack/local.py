@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore
+from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore
 from visma_webhooks_local.stack import aws
 from visma_webhooks_local.stack.functions import FunctionPool, load_functions
 from visma_webhooks_local.stack.options import (

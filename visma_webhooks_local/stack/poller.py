@@ -23,8 +23,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from visma_webhooks.adapters.dynamodb import DynamoDBOutcomeStore, OutcomeRecord
-from visma_webhooks.domain.processing import FINAL
+from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore, OutcomeRecord
+from visma_webhooks.domain.outcomes import FINAL
 from visma_webhooks.domain.queueing import message_attribute
 from visma_webhooks_local.stack.lambda_events import LambdaContext, sqs_event
 

@@ -1,2 +1,3 @@
-"""Adapters: the domain's ports onto AWS (``aws``: SQS; ``dynamodb``: stage guards and the
-outcome history) and onto Visma (``visma_http``: tokens, fetches, feedback, write-backs)."""
+"""Adapters: the domain's ports onto AWS (``aws``: SQS; ``dynamodb``: stage guards and resource
+fingerprints; ``outcome_store``: each notification's history) and onto Visma (``visma_connect``:
+tokens; ``visma_http``: fetches, feedback, write-backs)."""

@@ -3,8 +3,7 @@
 All live in the one ``IdempotencyTable`` (partition key ``id``, TTL on ``expiration``):
 Powertools keeps its records under ``<stage key prefix>#<hash>``; the fingerprint of each
 resource is the item ``fingerprint#<tenant>#<service>#<path>``; the history of each
-notification is ``outcome#<tenant>#<notification_id>``
-(:mod:`visma_webhooks.adapters.outcome_store`, whose names are also importable from here).
+notification is ``outcome#<tenant>#<notification_id>`` (:mod:`visma_webhooks.adapters.outcome_store`).
 """
 
 from __future__ import annotations
@@ -22,27 +21,11 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
-from visma_webhooks.adapters.outcome_store import (
-    OUTCOME_PREFIX,
-    DynamoDBOutcomeStore,
-    HistoryEntry,
-    OutcomeRecord,
-)
 from visma_webhooks.domain.errors import StageInProgress
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from types_boto3_dynamodb import DynamoDBClient
-
-__all__ = [
-    "FINGERPRINT_PREFIX",
-    "OUTCOME_PREFIX",
-    "DynamoDBFingerprintStore",
-    "DynamoDBOutcomeStore",
-    "HistoryEntry",
-    "OutcomeRecord",
-    "PowertoolsStageGuard",
-]
 
 FINGERPRINT_PREFIX = "fingerprint#"
 

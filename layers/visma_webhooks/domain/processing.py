@@ -40,9 +40,6 @@ from visma_webhooks.domain.handling import MAX_RESULT_CHARS, Feedback, HandlerSt
 from visma_webhooks.domain.models import Notification
 from visma_webhooks.domain.outcomes import (
     ALREADY_PROCESSED,
-    COMPLETED,
-    FINAL,
-    RETRIED,
     Outcome,
     OutcomeStore,
     RecordResult,
@@ -51,21 +48,6 @@ from visma_webhooks.domain.parsing import ItemError, PayloadError
 from visma_webhooks.domain.queueing import FORCE_ATTRIBUTE, QUARANTINE_KEY, parse_quarantined
 from visma_webhooks.domain.settings import ProcessorSettings
 from visma_webhooks.notification_handlers import Registry
-
-__all__ = [
-    "ALREADY_PROCESSED",
-    "COMPLETED",
-    "FINAL",
-    "RETRIED",
-    "BatchScope",
-    "Outcome",
-    "OutcomeStore",
-    "Processor",
-    "QueuedRecord",
-    "RecordResult",
-    "StageGuard",
-    "Visma",
-]
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS maximum: 12 hours
 
