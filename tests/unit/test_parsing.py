@@ -696,3 +696,9 @@ def test_a_record_without_count_counts_index_plus_one_items():
 def test_what_is_not_a_quarantine_record_raises_payload_error(record, problem):
     with pytest.raises(PayloadError, match=problem):
         parse_quarantined({QUARANTINE_KEY: record}, FIXED)
+
+
+@pytest.mark.parametrize("body", [{}, {QUARANTINE_KEY: "item"}, {QUARANTINE_KEY: [ERP_ITEM]}])
+def test_a_message_without_a_quarantine_object_raises_payload_error(body):
+    with pytest.raises(PayloadError, match="the message has no 'quarantine' object"):
+        parse_quarantined(body, FIXED)

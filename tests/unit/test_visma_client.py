@@ -358,3 +358,17 @@ def test_neither_secret_nor_token_in_logs_or_errors(sandbox, make_client, caplog
     for text in texts:
         assert token not in text
         assert CLIENT_SECRET not in text
+
+
+@pytest.mark.parametrize(
+    "base_url", ["ftp://api.example", "https://api.example/?x=1", "https://api.example/#f", "https://"]
+)
+def test_a_base_url_that_is_not_a_plain_http_url_is_refused(base_url):
+    with pytest.raises(ValueError, match="base URL must be an http"):
+        VismaClient(base_url, "https://connect.example/token", CLIENT_ID, CLIENT_SECRET)
+
+
+def test_a_request_without_a_tenant_is_refused_before_any_call(sandbox, make_client):
+    with pytest.raises(ValueError, match="tenant_id is required"):
+        make_client().get("", "financials", CUSTOMER)
+    assert sandbox.requests == []
