@@ -126,29 +126,6 @@ class LocalStackProcess:
     def webhook_url(self) -> str:
         return self.state.webhook_url
 
-    def start_processor(self, *options: str) -> subprocess.Popen[Any]:
-        """``visma-webhooks process`` against this stack (its output appended to ``process.out``)."""
-        with open(self.workdir / "process.out", "a", encoding="utf-8") as output:
-            child = subprocess.Popen(
-                [
-                    *cli(),
-                    "process",
-                    "--quiet",
-                    "--state-file",
-                    str(self.state_file),
-                    "--function-logs",
-                    str(self.workdir / "processor.log"),
-                    *options,
-                ],
-                cwd=self.workdir,
-                env=self.env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        self.processors.append(child)
-        return child
-
     def run(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
         """Another ``visma-webhooks`` command against this stack (``replay``, ``status``...)."""
         return subprocess.run(

@@ -21,7 +21,6 @@ from visma_webhooks_local.sandbox.services import SANDBOX_SERVICES, service
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FIXTURES = PROJECT_ROOT / "events" / "visma-resources.json"
 DEFAULT_SERVICE_FIXTURES = PROJECT_ROOT / "events" / "visma-services.json"
-STAMP_FIELDS = ("lastModifiedDateTime", "timeStamp")
 
 Fixtures = str | Path | Mapping[str, Any] | None
 

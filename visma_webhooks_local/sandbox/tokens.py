@@ -56,10 +56,6 @@ class TokenIssuer:
         extra = {"client_id": client_id, "scope": form.get("scope")}  # never the secret
         return Response(200, body, {"Cache-Control": "no-store"}, tenant, extra=extra)
 
-    def tenant_of(self, headers: Any) -> str | None:
-        """The tenant of a valid Bearer token in ``Authorization``, else None."""
-        return self.holder_of(headers)[0]
-
     def holder_of(self, headers: Any) -> tuple[str | None, str | None]:
         """(tenant, client id) of a valid Bearer token in ``Authorization``, else (None, None).
 

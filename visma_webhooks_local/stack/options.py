@@ -43,10 +43,6 @@ class VismaOptions:
     service_urls: dict[str, str] = field(default_factory=dict)
     service_scopes: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def external(self) -> bool:
-        return bool(self.base_url)
-
     def missing(self) -> list[str]:
         """The options a real Visma still needs once any of them is given (none for the sandbox)."""
         if not (self.base_url or self.token_url or self.client_id or self.client_secret or self.service_urls):

@@ -380,7 +380,7 @@ class VismaClient:
         raise PermanentVismaError(reason, status, method=method, path=path)
 
     def _note_rate_limit(self, key: tuple[str, str], response: requests.Response) -> None:
-        info = RateLimit.from_headers(response.headers, self._clock())
+        info = RateLimit.from_headers(response.headers)
         if info is None:
             return
         with self._lock:

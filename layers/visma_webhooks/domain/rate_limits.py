@@ -24,10 +24,9 @@ class RateLimit:
     limit: int | None
     remaining: int | None
     reset: float | None  # seconds until the window resets
-    seen_at: float  # the reader's clock when the answer arrived
 
     @classmethod
-    def from_headers(cls, headers: Mapping[str, str], seen_at: float) -> RateLimit | None:
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimit | None:
         """The answer's rate-limit values; None when it carries none of the headers."""
         if not any(h in headers for h in _HEADERS):
             return None
@@ -35,7 +34,6 @@ class RateLimit:
             limit=_int(headers.get("X-RateLimit-Limit")),
             remaining=_int(headers.get("X-RateLimit-Remaining")),
             reset=reset_seconds(headers.get("X-RateLimit-Reset")),
-            seen_at=seen_at,
         )
 
 

@@ -110,9 +110,6 @@ class Registry:
     def matching(self, event: str) -> list[Handler]:
         return [h for h in self._handlers.values() if h.matches(event)]
 
-    def __len__(self) -> int:
-        return len(self._handlers)
-
     def clear(self) -> None:
         self._handlers.clear()
 
