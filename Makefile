@@ -59,10 +59,11 @@ template-check: setup
 	$(TOOLS)/sam/bin/cfn-lint template.yaml
 	@$(MAKE) --no-print-directory sizes
 
-# The runtime (what Lambda runs) strictly; each function on its own, as both are module `app`.
+# The runtime (what Lambda runs) strictly; each function on its own, as each is module `app`.
 types: setup
 	$(BIN)/mypy --strict layers/visma_webhooks functions/ingest/app.py
 	$(BIN)/mypy --strict functions/processor/app.py
+	$(BIN)/mypy --strict functions/reconciler/app.py
 	$(BIN)/mypy visma_webhooks_local benchmarks tests
 
 docs: setup

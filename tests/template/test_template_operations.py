@@ -64,7 +64,7 @@ def emitted():
 
 def _functions(template):
     functions = of_type(template, "AWS::Lambda::Function")
-    assert set(functions) == {"IngestFunction", "ProcessorFunction"}
+    assert set(functions) == {"IngestFunction", "ProcessorFunction", "ReconcilerFunction"}
     return functions
 
 
@@ -97,7 +97,7 @@ def test_every_function_runs_python313_on_arm64_with_active_tracing_and_both_lay
 
 def test_every_log_group_keeps_logs_for_the_retention_parameter(template):
     groups = of_type(template, "AWS::Logs::LogGroup")
-    assert len(groups) == 3
+    assert len(groups) == 4
     for name, group in groups.items():
         assert group["Properties"]["RetentionInDays"] == ref("LogRetentionDays"), name
     assert (
@@ -201,9 +201,11 @@ def test_secrets_are_secrets_manager_arns_never_values(template):
         }
         assert (
             secret_refs
-            == {"IngestFunction": {"WebhookSecret"}, "ProcessorFunction": {"VismaClientSecret"}}[
-                function_name
-            ]
+            == {
+                "IngestFunction": {"WebhookSecret"},
+                "ProcessorFunction": {"VismaClientSecret"},
+                "ReconcilerFunction": {"VismaClientSecret"},
+            }[function_name]
         )
 
 
@@ -278,7 +280,16 @@ def test_alarm_set(template):
         "OldestMessageAgeAlarm": ("AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", queue_name),)),
         "ProcessorErrorsAlarm": ("AWS/Lambda", "Errors", (("FunctionName", str(ref("ProcessorFunction"))),)),
         "Ingest5xxAlarm": ("AWS/ApiGateway", "5xx", (("ApiId", str(ref("WebhookApi"))),)),
+        "MissedWebhooksAlarm": (NAMESPACE, "MissedWebhooks", (("service", str(ref("AWS::StackName"))),)),
+        "ReconcilerErrorsAlarm": (
+            "AWS/Lambda",
+            "Errors",
+            (("FunctionName", str(ref("ReconcilerFunction"))),),
+        ),
     }
+    assert template["Resources"]["MissedWebhooksAlarm"]["Properties"]["Threshold"] == ref(
+        "MissedWebhooksAlarmThreshold"
+    )
     assert alarms["DlqMessagesAlarm"]["Threshold"] == 0
     assert alarms["DlqMessagesAlarm"]["ComparisonOperator"] == "GreaterThanThreshold"
     assert template["Resources"]["OldestMessageAgeAlarm"]["Properties"]["Threshold"] == ref(

@@ -58,7 +58,7 @@ def _logs(function):
 def test_no_generated_role_and_no_managed_policy(template):
     # samtranslator generates a role (with managed policies granting on "*") only for a
     # function without one; every function here has its own least-privilege role.
-    assert set(of_type(template, "AWS::IAM::Role")) == {"IngestRole", "ProcessorRole"}
+    assert set(of_type(template, "AWS::IAM::Role")) == {"IngestRole", "ProcessorRole", "ReconcilerRole"}
     assert policy_loader_calls() == 0
 
 
@@ -72,7 +72,9 @@ def test_post_webhooks_visma_is_the_only_route_and_invokes_ingest(template):
     assert integration["payloadFormatVersion"] == "2.0"
     assert "${IngestFunction.Arn}" in integration["uri"]["Fn::Sub"]
 
-    permissions = of_type(template, "AWS::Lambda::Permission")
+    permissions = {
+        n: p for n, p in of_type(template, "AWS::Lambda::Permission").items() if n.startswith("Ingest")
+    }
     assert len(permissions) == 1
     (permission,) = permissions.values()
     assert permission["Properties"]["FunctionName"] == ref("IngestFunction")

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 from visma_webhooks.domain.budgets import Priority
 from visma_webhooks.domain.errors import ThrottledError, VismaError
-from visma_webhooks.domain.queueing import BatchSender, EnqueueError, enqueue, notification_message
+from visma_webhooks.domain.queueing import BatchSender, EnqueueError, Message, enqueue, notification_message
 from visma_webhooks.domain.reconciling import (
     Cursor,
     Entity,
@@ -29,6 +29,7 @@ from visma_webhooks.domain.reconciling import (
     page_done,
     pass_done,
     select,
+    start_backfill,
     start_pass,
     synthetic,
 )
@@ -197,3 +198,44 @@ def reconcile_tenant(
         if run.stop in ("budget", "time"):
             break
     return runs
+
+
+def backfill(
+    walk: Walk, tenant_id: str, entity: Entity, since: str | None, settings: PassSettings
+) -> EntityRun:
+    """One stretch of a backfill: resumed where an interrupted one stopped, else from ``since``.
+
+    A finished backfill run again walks everything anew, and enqueues only what handlers
+    have not received: nothing, if every state was processed.
+    """
+    cursor = start_backfill(walk.store.load("backfill", tenant_id, entity), entity, since, walk.now())
+    return walk.run("backfill", tenant_id, entity, cursor, settings)
+
+
+class DryRunStore:
+    """A store that reads the real one and keeps what would be stored in memory."""
+
+    def __init__(self, store: CursorStore):
+        self.store = store
+        self.cursors: dict[tuple[str, str, str], Cursor] = {}
+
+    def load(self, kind: Kind, tenant_id: str, entity: Entity) -> Cursor:
+        return self.cursors.get((kind, tenant_id, entity.name)) or self.store.load(kind, tenant_id, entity)
+
+    def save(self, kind: Kind, tenant_id: str, entity: Entity, cursor: Cursor) -> Cursor:
+        self.cursors[(kind, tenant_id, entity.name)] = cursor
+        return cursor
+
+    def seen(self, tenant_id: str, service: str, paths: Sequence[str]) -> dict[str, str | None]:
+        return self.store.seen(tenant_id, service, paths)
+
+
+class CountingSender:
+    """A sender that sends nothing and counts what it was given (a dry run)."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+
+    def send_batch(self, messages: Sequence[Message]) -> list[str]:
+        self.messages += len(messages)
+        return []
