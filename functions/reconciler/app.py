@@ -3,16 +3,16 @@
 On its schedule (an empty event, or EventBridge's) it reconciles every entity of every
 tenant: the tenants seen in recent notifications plus the configured ones. An event may
 narrow that: ``{"tenants": [...], "entities": [...]}`` (``visma-webhooks reconcile``), or
-ask for a stretch of a backfill: ``{"backfill": {"tenant", "entity", "since"?, "dry_run"?}}``
-(``visma-webhooks backfill``), which runs until the invocation is nearly out of time and
-says how far it got. Metrics: ``MissedWebhooks`` (changes found that no webhook had
+ask for a stretch of a backfill: ``{"backfill": {"tenant", "entity", "since"?, "dry_run"?,
+"max_pages"?}}`` (``visma-webhooks backfill``), which runs until the invocation is nearly
+out of time (or has read ``max_pages``) and says how far it got and what Visma's budget is. Metrics: ``MissedWebhooks`` (changes found that no webhook had
 delivered; per tenant and entity in the log line of each run), ``ReconcileEnqueued``,
 ``ReconcileListCalls``, ``ReconcileBudgetStops`` and ``ReconcileErrors``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -122,16 +122,13 @@ def _backfill(request: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     dry_run = bool(request.get("dry_run"))
     walk_store: CursorStore = DryRunStore(store) if dry_run else store
     walk_sender: BatchSender = CountingSender() if dry_run else sender
-    run = backfill(
-        _walk(context, walk_store, walk_sender),
-        str(request["tenant"]),
-        entity,
-        request.get("since"),
-        settings.passes,
-    )
+    passes = replace(settings.passes, max_pages=int(request.get("max_pages") or settings.passes.max_pages))
+    tenant = str(request["tenant"])
+    run = backfill(_walk(context, walk_store, walk_sender), tenant, entity, request.get("since"), passes)
     if not dry_run:
         _count([run])
-    return {"dry_run": dry_run, "runs": [_summary(run)]}
+    seen = visma_client().rate_limit.get((tenant, entity.service))
+    return {"dry_run": dry_run, "runs": [_summary(run)], "rate_limit": asdict(seen) if seen else None}
 
 
 def _summary(run: EntityRun) -> dict[str, Any]:

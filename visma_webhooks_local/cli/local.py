@@ -208,6 +208,15 @@ def local(
             rich_help_panel=SANDBOX,
         ),
     ] = False,
+    reconcile_interval: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            metavar="SECONDS",
+            help="Run the ReconcilerFunction every SECONDS (0: only `visma-webhooks reconcile`).",
+            rich_help_panel=PROCESSING,
+        ),
+    ] = 0.0,
     state_file: StateFile = None,
     function_logs: FunctionLogs = None,
     template: Annotated[
@@ -258,6 +267,7 @@ def local(
         template=template,
         state_file=path,
         function_log=log_target(function_logs, path),
+        reconcile_interval=reconcile_interval,
     )
     run(options, quiet=quiet)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore
-from visma_webhooks_local.stack import aws
+from visma_webhooks_local.stack import aws, reconciler
 from visma_webhooks_local.stack.functions import FunctionPool, load_functions
 from visma_webhooks_local.stack.options import (
     DEFAULT_TOKEN_URL,
@@ -41,6 +41,7 @@ from visma_webhooks_local.stack.options import (
     LocalOptions,
 )
 from visma_webhooks_local.stack.poller import Poller, PollerConfig, Report, join_all
+from visma_webhooks_local.stack.reconciler import Schedule
 from visma_webhooks_local.stack.resources import Resources, create_resources, function_environment
 from visma_webhooks_local.stack.spec import StackSpec
 from visma_webhooks_local.stack.state import StackError, StackState, state_path
@@ -95,6 +96,7 @@ class LocalStack:
         self.sandbox: VismaSandbox | None = None
         self.server: WebhookServer | None = None
         self.pollers: list[Poller] = []
+        self.reconciler: Schedule | None = None
         self.state: StackState | None = None
         self.spec: StackSpec | None = None
         self.skipped_variables: list[str] = []
@@ -159,6 +161,9 @@ class LocalStack:
             )
         self.state.save(path)
         self._state_path = path
+        if o.reconcile_interval > 0:
+            module = reconciler.load(self.state, log_stream=self._log_stream)
+            self.reconciler = Schedule(module, o.reconcile_interval, self.stop_event).start()
         return self.state
 
     def _visma(self) -> _Visma:
@@ -274,6 +279,9 @@ class LocalStack:
             timeout = grace if grace is not None else (self.spec.processor.timeout if self.spec else 30.0) + 2
             clean = join_all(self.pollers, timeout, abandon)
             self.pollers = []
+        if self.reconciler is not None:
+            self.reconciler.join(5.0)
+            self.reconciler = None
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None

@@ -84,3 +84,4 @@ class LocalOptions:
     state_file: Path = DEFAULT_STATE_FILE
     function_log: Path | None = None  # None: the functions' logs go to stderr
     stack_name: str = STACK_NAME
+    reconcile_interval: float = 0.0  # seconds between ReconcilerFunction runs; 0: not on a schedule
