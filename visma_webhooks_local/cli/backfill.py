@@ -80,7 +80,7 @@ def backfill(
         run = _loop(invoke, request, progress, task)
     console.print(runs_table([run], "Dry run: nothing enqueued" if dry_run else "Backfill"))
     if run["stop"] in ("error", "conflict"):
-        raise typer.Exit(1)
+        raise fail(str(run.get("error") or "another backfill of this entity is running"))
     if run["in_pass"]:
         console.print("[yellow]interrupted: run the same command again to resume[/]")
         raise typer.Exit(130)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from visma_webhooks_local.cli.app import Region, StackName, StateFile, app, console, fail, log_target
+from visma_webhooks_local.cli.app import Region, StackName, StateFile, app, console, err, fail, log_target
 from visma_webhooks_local.stack.state import StackError, state_path
 
 STOP_STYLES = {"done": "green", "budget": "magenta", "time": "yellow", "pages": "yellow", "error": "red"}
@@ -39,8 +39,7 @@ def runs_table(runs: list[dict[str, Any]], title: str) -> Table:
         table.add_row(
             escape(str(run["tenant_id"])),
             run["entity"],
-            f"[{STOP_STYLES.get(stop, 'white')}]{stop}[/]"
-            + (f" {escape(str(run['error']))}" if run.get("error") else ""),
+            f"[{STOP_STYLES.get(stop, 'white')}]{stop}[/]",
             str(run["pages"]),
             str(run["listed"]),
             str(run["enqueued"]),
@@ -87,5 +86,8 @@ def reconcile(
         f"{missed} change(s) no webhook had delivered, {sum(r['enqueued'] for r in runs)} enqueued, "
         f"{sum(r['calls'] for r in runs)} list call(s)"
     )
+    for run in runs:
+        if run.get("error"):
+            err.print(f"[red]{escape(run['tenant_id'])} {run['entity']}:[/] {escape(str(run['error']))}")
     if any(r["stop"] == "error" for r in runs):
         raise typer.Exit(1)
