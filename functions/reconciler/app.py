@@ -6,7 +6,8 @@ narrow that: ``{"tenants": [...], "entities": [...]}`` (``visma-webhooks reconci
 ask for a stretch of a backfill: ``{"backfill": {"tenant", "entity", "since"?, "dry_run"?,
 "max_pages"?}}`` (``visma-webhooks backfill``), which runs until the invocation is nearly
 out of time (or has read ``max_pages``) and says how far it got and what Visma's budget is. Metrics: ``MissedWebhooks`` (changes found that no webhook had
-delivered; per tenant and entity in the log line of each run), ``ReconcileEnqueued``,
+delivered; per tenant and entity in the metric record's ``missed_by_tenant_entity`` and in
+the log line of each run), ``ReconcileEnqueued``,
 ``ReconcileListCalls``, ``ReconcileBudgetStops`` and ``ReconcileErrors``.
 """
 
@@ -138,6 +139,9 @@ def _summary(run: EntityRun) -> dict[str, Any]:
 
 
 def _count(runs: list[EntityRun]) -> None:
+    missed = {f"{r.tenant_id}/{r.entity}": r.missed for r in runs if r.missed}
+    if missed:  # per tenant and entity in the EMF record, not as dimensions: tenants are open-ended
+        metrics.add_metadata(key="missed_by_tenant_entity", value=missed)
     for run in runs:
         logger.info(
             "reconciled",

@@ -97,16 +97,19 @@ def queued(queues):
     return [json.loads(m["Body"]) for m in messages]
 
 
-def metrics(capsys) -> dict[str, float]:
+def emf(capsys) -> list[dict]:
+    lines = capsys.readouterr().out.splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{") and '"_aws"' in line]
+
+
+def metrics(capsys, records=None) -> dict[str, float]:
     totals: dict[str, float] = {}
-    for line in capsys.readouterr().out.splitlines():
-        if line.startswith("{") and '"_aws"' in line:
-            record = json.loads(line)
-            for metric in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                value = record[metric["Name"]]
-                totals[metric["Name"]] = totals.get(metric["Name"], 0) + (
-                    sum(value) if isinstance(value, list) else value
-                )
+    for record in records if records is not None else emf(capsys):
+        for metric in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+            value = record[metric["Name"]]
+            totals[metric["Name"]] = totals.get(metric["Name"], 0) + (
+                sum(value) if isinstance(value, list) else value
+            )
     return totals
 
 
@@ -129,7 +132,9 @@ def test_one_run_enqueues_exactly_the_changes_whose_webhook_was_dropped(
     assert {b["resource_path"] for b in bodies} == dropped
     assert len({b["notification_id"] for b in bodies}) == 40
     assert all(b["source_format"] == "reconciled" and b["derived_id"] for b in bodies)
-    assert metrics(capsys)["MissedWebhooks"] == 40
+    records = emf(capsys)
+    assert metrics(capsys, records)["MissedWebhooks"] == 40
+    assert records[0]["missed_by_tenant_entity"] == {f"{TENANT}/customer": 40}
 
     again = invoke(reconciler, erp)  # the synthetic ones are not processed yet: the same ids again
     assert again["runs"][0]["missed"] == 0  # ...but not counted twice
