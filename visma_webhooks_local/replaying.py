@@ -1,7 +1,9 @@
 """Replay: DLQ messages back to the queue, bodies unchanged (``visma-webhooks replay``).
 
 Messages are filtered by their ``event`` and ``tenant_id`` attributes, never by parsing
-their bodies.
+their bodies. Each copy goes back in its tenant's fair-queue group (``MessageGroupId``
+from the ``tenant_id`` attribute, else the group it had, else ``unknown``), so that a
+replayed backlog of one tenant does not delay the others.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from visma_webhooks.domain.queueing import FORCE_ATTRIBUTE
+from visma_webhooks.domain.queueing import FORCE_ATTRIBUTE, UNKNOWN_GROUP, group_id
 from visma_webhooks.domain.queueing import message_attribute as attribute
 from visma_webhooks_local.ops import MAX_BATCH, release
 
@@ -107,6 +109,14 @@ def replay(
     return result
 
 
+def _group(message: dict[str, Any]) -> str:
+    """The fair-queue group of a replayed copy: its tenant's (messages sent before groups have none)."""
+    tenant = attribute(message, "tenant_id")
+    if tenant:
+        return group_id(tenant)
+    return (message.get("Attributes") or {}).get("MessageGroupId") or UNKNOWN_GROUP
+
+
 def _move(
     sqs: Any,
     queue_url: str,
@@ -124,7 +134,14 @@ def _move(
         }
         if force:
             attributes[FORCE_ATTRIBUTE] = {"DataType": "String", "StringValue": result.run_id}
-        entries.append({"Id": str(i), "MessageBody": m["Body"], "MessageAttributes": attributes})
+        entries.append(
+            {
+                "Id": str(i),
+                "MessageBody": m["Body"],
+                "MessageAttributes": attributes,
+                "MessageGroupId": _group(m),
+            }
+        )
     try:
         response = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
         failed_ids = {f["Id"]: f.get("Message", f.get("Code", "")) for f in response.get("Failed", [])}

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import EVENTS, REGION, deliver, drain, load_event, record_batch_calls
 from visma_webhooks.domain.errors import ConfigurationError
 from visma_webhooks.domain.models import Notification
-from visma_webhooks.domain.queueing import MAX_BATCH_BYTES, QUARANTINE_KEY, REJECTION_ATTRIBUTE
+from visma_webhooks.domain.queueing import MAX_BATCH_BYTES, QUARANTINE_KEY, REJECTION_ATTRIBUTE, UNKNOWN_GROUP
 from visma_webhooks.domain.signature import SIGNATURE_HEADER, sign
 from visma_webhooks_local.stack.functions import load_function
 from visma_webhooks_local.stack.lambda_events import LambdaContext, http_api_event
@@ -49,6 +49,23 @@ def encode(payload) -> bytes:
 
 def attributes(message: dict) -> dict[str, str]:
     return {name: value["StringValue"] for name, value in message.get("MessageAttributes", {}).items()}
+
+
+def groups(sqs, queue_url: str) -> dict[str, str]:
+    """Every message on a queue: its ``notification_id`` attribute (or body) → its ``MessageGroupId``."""
+    found: dict[str, str] = {}
+    while True:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        if not batch:
+            return found
+        for m in batch:
+            found[attributes(m).get("notification_id", m["Body"])] = m["Attributes"].get("MessageGroupId")
 
 
 class EntryFailures:
@@ -390,6 +407,35 @@ def test_rejected_items_are_kept_in_the_dlq_and_listed(ingest_app, queues, webho
     assert "not allow-listed" in attributes(kept[ssrf["notificationId"]])[REJECTION_ATTRIBUTE]
     assert attributes(kept[no_event["notificationId"]])[REJECTION_ATTRIBUTE] == "no event"
     assert json.loads(kept[ssrf["notificationId"]]["Body"])[QUARANTINE_KEY]["item"] == ssrf
+
+
+def test_each_message_is_in_its_tenants_fair_queue_group(ingest_app, queues, webhook_secrets):
+    other = item(2, contextId="9000001")
+    no_tenant = {k: v for k, v in item(3).items() if k != "contextId"}
+    bad_with_tenant = item(4, resourceUri="https://169.254.169.254/latest/meta-data/")
+    body = encode([item(1), other, no_tenant, bad_with_tenant])
+    status, answer = deliver(ingest_app, body, signed(body, webhook_secrets["values"][0]))
+
+    assert status == 202, answer
+    assert groups(queues["sqs"], queues["queue_url"]) == {
+        item(1)["notificationId"]: "1262489",
+        other["notificationId"]: "9000001",
+    }
+    assert groups(queues["sqs"], queues["dlq_url"]) == {
+        no_tenant["notificationId"]: UNKNOWN_GROUP,
+        bad_with_tenant["notificationId"]: "1262489",
+    }
+
+
+def test_a_tenant_id_too_long_for_a_group_id_gets_a_group_of_its_own(ingest_app, queues, webhook_secrets):
+    tenants = ["7" * 150, "7" * 149 + "8"]  # valid tenant ids; SQS takes group ids up to 128 characters
+    body = encode([item(1, contextId=tenants[0]), item(2, contextId=tenants[1])])
+    status, answer = deliver(ingest_app, body, signed(body, webhook_secrets["values"][0]))
+
+    assert status == 202, answer
+    found = groups(queues["sqs"], queues["queue_url"])
+    assert len(set(found.values())) == 2
+    assert all(g.startswith("sha256:") and len(g) <= 128 for g in found.values())
 
 
 # --- configuration and logs ------------------------------------------------------------------------

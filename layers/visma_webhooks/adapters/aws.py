@@ -28,7 +28,7 @@ INGEST_SDK_CONFIG = Config(
 
 
 class SqsBatchSender:
-    """``SendMessageBatch`` to one queue; a failed call counts as every entry failed."""
+    """``SendMessageBatch`` to one queue, each entry in its group; a failed call counts as every entry failed."""
 
     def __init__(self, client: SQSClient, queue_url: str):
         self.client = client
@@ -39,6 +39,7 @@ class SqsBatchSender:
             {
                 "Id": m.id,
                 "MessageBody": m.body,
+                "MessageGroupId": m.group_id,
                 "MessageAttributes": {
                     k: {"DataType": "String", "StringValue": v} for k, v in m.attributes.items()
                 },

@@ -3,6 +3,11 @@
 Message bodies are JSON; attributes carry ``event``, ``tenant_id`` and
 ``notification_id`` so that replay and filters never need to parse bodies.
 
+Every message is sent with ``MessageGroupId`` = its tenant (:func:`group_id`): on a
+standard queue that is how SQS fair queues tell tenants apart, so that one tenant's
+backlog does not delay the others' notifications. A message whose tenant is unknown (a
+quarantined item without one) goes to the fixed group :data:`UNKNOWN_GROUP`.
+
 A quarantined item keeps, besides the item and its reasons, the delivery's ``x-vwd-*``
 metadata and the item's ``index`` among the delivery's ``count`` items: a replay
 re-parses it with all three (:func:`parse_quarantined`), so an item that had the derived
@@ -11,7 +16,9 @@ id ``<header id>:<index>`` gets that id again.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +35,8 @@ MAX_MESSAGE_BYTES = 1_048_576  # one SQS message, body and attributes
 QUARANTINE_KEY = "quarantine"
 REJECTION_ATTRIBUTE = "rejection_reason"
 FORCE_ATTRIBUTE = "force"
+UNKNOWN_GROUP = "unknown"  # the fair-queue group of messages whose tenant is not known
+_GROUP_ID = re.compile(r"^[!-~]{1,128}$")  # what SQS accepts as a MessageGroupId
 
 
 class EnqueueError(RuntimeError):
@@ -40,11 +49,12 @@ class EnqueueError(RuntimeError):
 
 @dataclass(frozen=True)
 class Message:
-    """One queue message: an id unique within its batch, a JSON body, string attributes."""
+    """One queue message: an id unique within its batch, a JSON body, string attributes, its group."""
 
     id: str
     body: str
     attributes: Mapping[str, str] = field(default_factory=dict)
+    group_id: str = UNKNOWN_GROUP
 
     @property
     def size(self) -> int:
@@ -64,6 +74,20 @@ def dumps(data: Any) -> str:
     return text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
 
 
+def group_id(tenant_id: str | None) -> str:
+    """The fair-queue group (``MessageGroupId``) of a tenant's messages: the tenant id itself.
+
+    No tenant → :data:`UNKNOWN_GROUP`. A tenant id that SQS would refuse as a group id
+    (over 128 characters, or not printable ASCII) is replaced by its SHA-256, so the
+    tenant still has one group of its own and the message is not refused.
+    """
+    if not tenant_id:
+        return UNKNOWN_GROUP
+    if _GROUP_ID.match(tenant_id):
+        return tenant_id
+    return "sha256:" + hashlib.sha256(tenant_id.encode("utf-8")).hexdigest()
+
+
 def notification_message(index: int, notification: Notification) -> Message:
     attributes = {
         "event": notification.event,
@@ -71,7 +95,8 @@ def notification_message(index: int, notification: Notification) -> Message:
         "notification_id": notification.notification_id,
         "source_format": notification.source_format,
     }
-    return Message(f"n{index}", dumps(notification.model_dump(mode="json")), attributes)
+    body = dumps(notification.model_dump(mode="json"))
+    return Message(f"n{index}", body, attributes, group_id(notification.tenant_id))
 
 
 def quarantine_message(rejection: Rejection, metadata: Mapping[str, str]) -> Message:
@@ -91,7 +116,7 @@ def quarantine_message(rejection: Rejection, metadata: Mapping[str, str]) -> Mes
         attributes["notification_id"] = rejection.notification_id
     if rejection.tenant_id:
         attributes["tenant_id"] = rejection.tenant_id
-    return Message(f"q{rejection.index}", dumps(body), attributes)
+    return Message(f"q{rejection.index}", dumps(body), attributes, group_id(rejection.tenant_id))
 
 
 def parse_quarantined(body: Mapping[str, Any], rules: ResourceRules) -> Notification:
