@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from visma_webhooks.domain.queueing import Message
+from visma_webhooks.domain.queueing import Message, group_id
 
 if TYPE_CHECKING:
     from types_boto3_sqs import SQSClient
-    from types_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+    from types_boto3_sqs.type_defs import MessageAttributeValueTypeDef, SendMessageBatchRequestEntryTypeDef
 
 log = logging.getLogger(__name__)
+
+MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds: 15 minutes
+WAITS_ATTRIBUTE = "waits"  # how many times a message was put back to wait
 
 # The SDK's defaults wait up to 60 s per attempt: a stuck connection would outlast the
 # invocation. The processor's clients give up within seconds and retry in standard mode.
@@ -55,3 +59,52 @@ class SqsBatchSender:
         if failed:
             log.warning("SendMessageBatch entries failed: %s", [(f["Id"], f.get("Code")) for f in failed])
         return [failure["Id"] for failure in failed]
+
+
+class SqsRequeuer:
+    """Puts a message that must wait back on its queue as a fresh, delayed copy.
+
+    A notification waiting for its tenant's Visma budget (or for another worker holding
+    its resource) is not failing. Leaving it as a batch item failure with a longer
+    visibility (``ChangeMessageVisibility``) would make every wake-up another receive,
+    counted toward ``maxReceiveCount``: a long enough wait would dead-letter a healthy
+    notification. A copy sent with ``DelaySeconds`` starts again at receive count 1, and
+    the caller acknowledges the original.
+
+    Cost: one ``SendMessage`` per wait; a hop waits at most 15 minutes (SQS's longest
+    delay), so an hour's wait is four hops. If the original is not acknowledged after
+    the copy was sent (a crash in between), both run: the processor's dedup absorbs it.
+    """
+
+    def __init__(self, client: SQSClient, queue_url: str):
+        self.client = client
+        self.queue_url = queue_url
+
+    def requeue(
+        self, body: str, attributes: Mapping[str, str], *, delay: float, tenant_id: str | None
+    ) -> bool:
+        """Send a copy of a received message (same body and string attributes, the
+        ``waits`` attribute one higher) in the tenant's group, invisible for ``delay``
+        seconds (rounded up, at most 900). False if SQS did not take it: the caller then
+        leaves the original to come back as a batch item failure.
+        """
+        waits = attributes.get(WAITS_ATTRIBUTE, "")
+        copied: dict[str, MessageAttributeValueTypeDef] = {
+            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+        }
+        copied[WAITS_ATTRIBUTE] = {
+            "DataType": "String",
+            "StringValue": str((int(waits) if waits.isascii() and waits.isdigit() else 0) + 1),
+        }
+        try:
+            self.client.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=body,
+                MessageAttributes=copied,
+                DelaySeconds=max(0, math.ceil(min(float(MAX_DELAY_SECONDS), delay))),
+                MessageGroupId=group_id(tenant_id),
+            )
+        except (BotoCoreError, ClientError) as exc:
+            log.warning("SendMessage of a waiting message failed: %s", exc)
+            return False
+        return True
