@@ -86,16 +86,16 @@ def test_other_ids_are_synthesised_in_the_services_shape_and_missing_ids_are_404
         assert http.get(url + path, headers=headers, timeout=5).status_code == 404, path
 
 
-def test_each_service_counts_its_own_rate_limit(http):
+def test_every_service_uses_one_budget_per_tenant_and_client(http):
     with VismaSandbox(rate_limit=2) as sb:
         headers = auth(token(sb, http))
-        for _ in range(2):
-            assert http.get(sb.url + CUSTOMER, headers=headers, timeout=5).ok
-        assert http.get(sb.url + CUSTOMER, headers=headers, timeout=5).status_code == 429
+        assert http.get(sb.url + CUSTOMER, headers=headers, timeout=5).ok
         order = http.get(sb.salesorders_url + ORDER, headers=headers, timeout=5)
         assert order.ok
         assert all(name in order.headers for name in RATE_HEADERS)
-        assert order.headers["X-RateLimit-Remaining"] == "1"
+        assert order.headers["X-RateLimit-Remaining"] == "0"
+        journal = http.get(sb.journaltx_url + JOURNAL, headers=headers, timeout=5)
+        assert journal.status_code == 429
 
 
 def test_calls_are_counted_per_service_and_kind(sandbox, http):

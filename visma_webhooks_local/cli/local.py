@@ -200,6 +200,27 @@ def local(
     sandbox_port: Annotated[
         int, typer.Option(metavar="PORT", help="0 picks a free one.", rich_help_panel=SANDBOX)
     ] = 0,
+    sandbox_calls_per_window: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="API calls per (tenant, client) in each window, all services together, as Visma's "
+            "4-fixed-window policy counts them; past them, 429.",
+            show_default="100000, far more than the demo makes",
+            rich_help_panel=SANDBOX,
+        ),
+    ] = None,
+    sandbox_window_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            metavar="SECONDS",
+            help="Length of the rate-limit window.",
+            show_default="3600",
+            rich_help_panel=SANDBOX,
+        ),
+    ] = None,
     sandbox_anonymous_writes: Annotated[
         bool,
         typer.Option(
@@ -253,7 +274,13 @@ def local(
         port=port,
         visma=visma,
         sandbox=SandboxOptions(
-            sandbox_latency, sandbox_error_rate, sandbox_throttle_rate, sandbox_port, sandbox_anonymous_writes
+            sandbox_latency,
+            sandbox_error_rate,
+            sandbox_throttle_rate,
+            sandbox_port,
+            sandbox_anonymous_writes,
+            calls_per_window=sandbox_calls_per_window,
+            window_seconds=sandbox_window_seconds,
         ),
         webhook_secrets=list(webhook_secret or [DEFAULT_WEBHOOK_SECRET]),
         max_receive_count=max_receive_count,

@@ -13,7 +13,7 @@ Financials (with Visma Connect and the control API) on ``url``, SalesOrders V3 o
 or as a process: ``python -m visma_webhooks_local.sandbox --port 8099 [--salesorders-port
 P] [--journaltx-port P] [--latency S] [--error-rate F] [--throttle-rate F] [--timeout-rate
 F] [--fixtures FILE] [--service-fixtures FILE] [--webhook-url URL --webhook-secret S]
-[--webhook-delay S] [--no-api-client-id]``, which prints ``Visma sandbox listening on
+[--webhook-delay S] [--no-api-client-id] [--calls-per-window N] [--window-seconds S]``, which prints ``Visma sandbox listening on
 http://127.0.0.1:PORT`` once it accepts connections, then one line per service.
 
 Endpoints
@@ -50,11 +50,15 @@ api_client_id)``, or :meth:`VismaSandbox.configure_webhooks` while it runs) a sh
 ``delay`` after the change, signed, in the body format of the service's publisher; see
 :mod:`.webhooks` for the bodies and headers. Without a URL they are recorded only.
 
-Every response outside the control API carries ``X-RateLimit-Limit``,
-``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (seconds until the tenant's window
-resets), each service its own. Each authenticated API call uses one unit of the
-tenant's ``rate_limit`` per ``rate_window`` on its service (default 100,000 per hour, so that only tests that lower it meet it);
-past it the answer is 429 with ``Retry-After``.
+Rate limit (:mod:`.budget`), as Visma's policy ``4-fixed-window``: every authenticated
+call, whichever service it goes to (feedback posts included), uses one call of the window
+of its token's (tenant, Visma Connect client); the window starts with its first call and
+lasts ``rate_window`` seconds, ``rate_limit`` calls in each (default 100,000 an hour, which
+the demo and the tests never meet). Every answer outside the control API carries
+``X-RateLimit-Limit``, ``X-RateLimit-Remaining``, ``X-RateLimit-Reset`` (whole seconds
+until the window resets, rounded up) and ``X-RateLimit-Policy: 4-fixed-window``; past the
+limit the answer is 429 with ``Retry-After`` and the call is not served. Calls answered by
+a per-path rule, and those without a valid token, use none.
 
 Fault injection (API calls of every service): ``latency`` seconds before every answer;
 ``timeout_rate``: that fraction of calls hangs ``timeout_seconds`` before answering;
@@ -85,8 +89,11 @@ Control API (not in the request log):
   in the ERP (``changes`` applied as a write) and its webhook fires, in either publisher's
   format depending on the service;
 * ``POST /_sandbox/delete``: ``{"path", "service"?, "notify"?, "tenant"?, "apiClientId"?}``;
-* ``GET|POST /_sandbox/faults``: the settings above; a body with ``path`` adds one
-  rule, ``rules`` replaces them all;
+* ``GET|POST /_sandbox/faults``: the settings above (``rate_limit`` is the budget's calls
+  per window); a body with ``path`` adds one rule, ``rules`` replaces them all;
+* ``GET|POST /_sandbox/budget``: ``{"calls_per_window"?, "window_seconds"?}``; the view
+  adds ``policy`` and ``windows``, per (tenant, client): ``calls``, ``served``,
+  ``refused`` (429s), ``resets``, ``remaining``, ``reset_in``;
 * ``POST /_sandbox/resources``: ``{path: document}`` adds or replaces Financials
   documents, ``{"service": name, "documents": {...}}`` another service's (no webhook);
 * ``POST /_sandbox/revoke-tokens`` (optionally ``{"tenant": ...}``);
@@ -99,7 +106,7 @@ The same operations are methods and properties of :class:`VismaSandbox`.
 
 Modules: :mod:`.server` (the ports and each request's path), :mod:`.httpserver`,
 :mod:`.services` (what each service serves and fires), :mod:`.api` (the ERP API calls),
-:mod:`.tokens`, :mod:`.faults` (faults and rate limits), :mod:`.fixtures` (documents),
+:mod:`.tokens`, :mod:`.faults`, :mod:`.budget` (the rate limit), :mod:`.fixtures` (documents),
 :mod:`.webhooks` (the dispatcher), :mod:`.operations` (the Python control API) and
 :mod:`.control` (the control API over HTTP).
 """

@@ -8,11 +8,12 @@ import sys
 import threading
 from pathlib import Path
 
+from visma_webhooks_local.sandbox.budget import DEFAULT_CALLS_PER_WINDOW, DEFAULT_WINDOW_SECONDS
 from visma_webhooks_local.sandbox.server import VismaSandbox
 from visma_webhooks_local.sandbox.webhooks import WebhookConfig
 
 
-def _parser() -> argparse.ArgumentParser:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m visma_webhooks_local.sandbox",
         description="An embedded Visma.net ERP API sandbox: a threaded HTTP server on loopback.",
@@ -42,7 +43,17 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout-rate", type=float, default=0.0, help="fraction that hang --timeout-seconds"
     )
     parser.add_argument("--timeout-seconds", type=float, default=30.0)
-    parser.add_argument("--rate-limit", type=int, default=100_000, help="API calls per tenant per window")
+    parser.add_argument(
+        "--calls-per-window",
+        "--rate-limit",
+        dest="calls_per_window",
+        type=int,
+        default=DEFAULT_CALLS_PER_WINDOW,
+        help="API calls per (tenant, client) in each window, as Visma's 4-fixed-window policy counts them",
+    )
+    parser.add_argument(
+        "--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS, help="length of the rate-limit window"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--client-id", default=None, help="require this client id (and --client-secret)")
     parser.add_argument("--client-secret", default=None)
@@ -50,34 +61,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def sandbox_from(args: argparse.Namespace) -> VismaSandbox:
+    """The sandbox the parsed arguments describe (not started); raises ValueError for a bad setting."""
+    return VismaSandbox(
+        port=args.port,
+        fixtures=args.fixtures,
+        latency=args.latency,
+        error_rate=args.error_rate,
+        throttle_rate=args.throttle_rate,
+        seed=args.seed,
+        timeout_rate=args.timeout_rate,
+        timeout_seconds=args.timeout_seconds,
+        host=args.host,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        rate_limit=args.calls_per_window,
+        rate_window=args.window_seconds,
+        synthesize=not args.no_synthesize,
+        salesorders_port=args.salesorders_port,
+        journaltx_port=args.journaltx_port,
+        service_fixtures=args.service_fixtures,
+        webhooks=WebhookConfig(
+            url=args.webhook_url,
+            secrets=args.webhook_secret,
+            delay=args.webhook_delay,
+            api_client_id=not args.no_api_client_id,
+        ),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    parser = argument_parser()
     args = parser.parse_args(argv)
     try:
-        sandbox = VismaSandbox(
-            port=args.port,
-            fixtures=args.fixtures,
-            latency=args.latency,
-            error_rate=args.error_rate,
-            throttle_rate=args.throttle_rate,
-            seed=args.seed,
-            timeout_rate=args.timeout_rate,
-            timeout_seconds=args.timeout_seconds,
-            host=args.host,
-            client_id=args.client_id,
-            client_secret=args.client_secret,
-            rate_limit=args.rate_limit,
-            synthesize=not args.no_synthesize,
-            salesorders_port=args.salesorders_port,
-            journaltx_port=args.journaltx_port,
-            service_fixtures=args.service_fixtures,
-            webhooks=WebhookConfig(
-                url=args.webhook_url,
-                secrets=args.webhook_secret,
-                delay=args.webhook_delay,
-                api_client_id=not args.no_api_client_id,
-            ),
-        )
+        sandbox = sandbox_from(args)
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
     stop = threading.Event()

@@ -26,6 +26,7 @@ def route(
     path: str,
     caller: tuple[str, str | None],
     raw: bytes,
+    query: str = "",
 ) -> Response:
     """Answer one authenticated API call; ``caller`` is the token's (tenant, client id)."""
     tenant, client = caller

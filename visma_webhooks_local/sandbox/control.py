@@ -47,6 +47,15 @@ def _faults(sandbox: VismaSandbox, body: Any) -> dict[str, Any]:
     return sandbox.set_faults(**{k: v for k, v in body.items() if k != "rules"}, rules=rules)
 
 
+def _budget(sandbox: VismaSandbox, body: Any) -> dict[str, Any]:
+    """``{"calls_per_window"?, "window_seconds"?}``: Visma's ``4-fixed-window`` limit per (tenant, client)."""
+    body = _object(body, "budget settings")
+    unknown = set(body) - {"calls_per_window", "window_seconds"}
+    if unknown:
+        raise ValueError(f"unknown budget settings: {sorted(unknown)}")
+    return sandbox.set_budget(**body)
+
+
 def _reset(sandbox: VismaSandbox, body: Any) -> dict[str, Any]:
     sandbox.reset()
     return {"reset": True}
@@ -118,10 +127,12 @@ _VIEWS: dict[str, Callable[[VismaSandbox], Any]] = {
     "webhooks": lambda s: s.webhooks,
     "webhook-settings": lambda s: s.webhook_settings(),
     "faults": lambda s: s.faults(),
+    "budget": lambda s: s.budget(),
     "health": lambda s: {"ok": True},
 }
 _ACTIONS: dict[str, Callable[[VismaSandbox, Any], Any]] = {
     "faults": _faults,
+    "budget": _budget,
     "reset": _reset,
     "revoke-tokens": _revoke_tokens,
     "resources": _resources,

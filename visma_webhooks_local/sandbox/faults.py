@@ -1,18 +1,17 @@
-"""Injected faults (latency, errors, throttling, hangs, per-path rules) and per-tenant rate limits."""
+"""Injected faults: latency, errors, throttling, hangs and per-path rules (the rate limit is :mod:`.budget`)."""
 
 from __future__ import annotations
 
 import fnmatch
-import math
 import random
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from visma_webhooks_local.sandbox.responses import Response, format_seconds, merge_headers
 
+# What the faults endpoint takes; ``rate_limit`` is the budget's calls per window (:mod:`.budget`).
 FAULT_SETTINGS = ("latency", "error_rate", "throttle_rate", "timeout_rate", "timeout_seconds", "rate_limit")
 
 
@@ -140,7 +139,6 @@ class Faults:
         throttle_rate: float | None = None,
         timeout_rate: float | None = None,
         timeout_seconds: float | None = None,
-        rate_limit: int | None = None,
         rules: list[Rule | Mapping[str, Any]] | None = None,
     ) -> None:
         """Change the given settings; ``rules`` replaces every rule. Raises ValueError."""
@@ -159,10 +157,6 @@ class Faults:
                 if not _is_number(value) or not 0 <= value <= 1:
                     raise ValueError(f"{name} must be a fraction between 0 and 1")
                 changes[name] = float(value)
-        if rate_limit is not None:
-            if not isinstance(rate_limit, int) or isinstance(rate_limit, bool) or rate_limit < 1:
-                raise ValueError("rate_limit must be a positive integer")
-            changes["rate_limit"] = rate_limit
         new_rules = (
             None if rules is None else [r if isinstance(r, Rule) else Rule.from_dict(r) for r in rules]
         )
@@ -199,55 +193,3 @@ class Faults:
         with self._lock:
             self.settings = dict(self._initial)
             self.rules.clear()
-
-
-@dataclass
-class _Window:
-    started: float
-    used: int = 0
-
-
-class RateLimits:
-    """Each tenant's API calls in its current window: every authenticated call uses one, as Visma counts them."""
-
-    def __init__(self, lock: threading.RLock, window: float):
-        self._lock = lock
-        self.window = window
-        self._windows: dict[str, _Window] = {}
-
-    def take(self, tenant: str, limit: int) -> float | None:
-        """Use one call; past ``limit``, the seconds until the window resets instead."""
-        with self._lock:
-            window = self._current(tenant)
-            if window.used >= limit:
-                return self._reset_in(window)
-            window.used += 1
-        return None
-
-    def headers(self, tenant: str | None, limit: int) -> dict[str, str]:
-        """``X-RateLimit-*``: the limit, what is left of it and the seconds until it resets."""
-        with self._lock:
-            if tenant is None:
-                used, reset = 0, self.window
-            else:
-                window = self._current(tenant)
-                used, reset = window.used, self._reset_in(window)
-        return {
-            "X-RateLimit-Limit": str(limit),
-            "X-RateLimit-Remaining": str(max(0, limit - used)),
-            "X-RateLimit-Reset": str(math.ceil(reset)),
-        }
-
-    def reset(self) -> None:
-        with self._lock:
-            self._windows.clear()
-
-    def _current(self, tenant: str) -> _Window:
-        now = time.monotonic()
-        window = self._windows.get(tenant)
-        if window is None or now >= window.started + self.window:
-            window = self._windows[tenant] = _Window(now)
-        return window
-
-    def _reset_in(self, window: _Window) -> float:
-        return max(0.0, window.started + self.window - time.monotonic())

@@ -12,7 +12,8 @@ from collections import Counter, deque
 from typing import Any
 
 from visma_webhooks.domain.services import FINANCIALS
-from visma_webhooks_local.sandbox.faults import Faults, RateLimits, Rule
+from visma_webhooks_local.sandbox.budget import Budget
+from visma_webhooks_local.sandbox.faults import Faults, Rule
 from visma_webhooks_local.sandbox.fixtures import Documents
 from visma_webhooks_local.sandbox.responses import FEEDBACK_PATH, TOKEN_PATH
 from visma_webhooks_local.sandbox.services import service
@@ -27,7 +28,7 @@ class Operations:
 
     _lock: threading.RLock
     _faults: Faults
-    _limits: dict[str, RateLimits]
+    _budget: Budget
     _tokens: TokenIssuer
     _feedback: list[dict[str, Any]]
     _writes: list[dict[str, Any]]
@@ -64,13 +65,29 @@ class Operations:
     # -- faults and tokens ------------------------------------------------------------------
 
     def faults(self) -> dict[str, Any]:
-        """The current fault settings and rules (with how often each rule has fired)."""
-        return self._faults.snapshot()
+        """The current fault settings and rules (with how often each rule has fired); ``rate_limit`` is the budget's."""
+        return {**self._faults.snapshot(), "rate_limit": self._budget.calls_per_window}
 
     def set_faults(self, **settings: Any) -> dict[str, Any]:
-        """Change the given settings (see :meth:`.Faults.update`); ``rules`` replaces every rule."""
+        """Change the given settings (see :meth:`.Faults.update`); ``rules`` replaces every rule.
+
+        ``rate_limit`` sets the budget's calls per window (:meth:`set_budget`).
+        """
+        rate_limit = settings.pop("rate_limit", None)
         self._faults.update(**settings)
+        self._budget.configure(calls_per_window=rate_limit)
         return self.faults()
+
+    def budget(self) -> dict[str, Any]:
+        """The rate limit's settings and, per (tenant, client), calls served, refused (429) and window resets."""
+        return {**self._budget.settings(), "windows": self._budget.usage()}
+
+    def set_budget(
+        self, calls_per_window: int | None = None, window_seconds: float | None = None
+    ) -> dict[str, Any]:
+        """Change the calls per window or the window's length (``4-fixed-window``); raises ValueError."""
+        self._budget.configure(calls_per_window=calls_per_window, window_seconds=window_seconds)
+        return self.budget()
 
     def add_rule(self, path: str, status: int | None = None, times: int | None = None, **fields: Any) -> Rule:
         """Append a per-path rule (see the package docstring) and return it."""
@@ -197,7 +214,6 @@ class Operations:
             self._feedback.clear()
             self._writes.clear()
             self._requests.clear()
-            for limits in self._limits.values():
-                limits.reset()
+            self._budget.reset()
             self.documents.reset()
         self._dispatcher.clear()

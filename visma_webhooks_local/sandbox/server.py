@@ -8,7 +8,6 @@ has the answer finds them in the sandbox.
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from collections import deque
@@ -17,8 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from visma_webhooks.domain.services import FINANCIALS, JOURNAL_TRANSACTIONS, SALESORDERS
 from visma_webhooks_local.sandbox.api import route
+from visma_webhooks_local.sandbox.budget import DEFAULT_CALLS_PER_WINDOW, DEFAULT_WINDOW_SECONDS, Budget
 from visma_webhooks_local.sandbox.control import control
-from visma_webhooks_local.sandbox.faults import Faults, RateLimits
+from visma_webhooks_local.sandbox.faults import Faults
 from visma_webhooks_local.sandbox.fixtures import Documents, Fixtures
 from visma_webhooks_local.sandbox.httpserver import Handler, Server
 from visma_webhooks_local.sandbox.operations import Operations
@@ -28,7 +28,7 @@ from visma_webhooks_local.sandbox.responses import (
     Response,
     merge_headers,
 )
-from visma_webhooks_local.sandbox.services import SANDBOX_SERVICES, SandboxService, service
+from visma_webhooks_local.sandbox.services import SandboxService, service
 from visma_webhooks_local.sandbox.tokens import TokenIssuer
 from visma_webhooks_local.sandbox.webhooks import Dispatcher, WebhookConfig
 
@@ -56,8 +56,8 @@ class VismaSandbox(Operations):
         client_id: str | None = None,
         client_secret: str | None = None,
         token_ttl: int = 3600,
-        rate_limit: int = 100_000,
-        rate_window: float = 3600.0,
+        rate_limit: int = DEFAULT_CALLS_PER_WINDOW,
+        rate_window: float = DEFAULT_WINDOW_SECONDS,
         synthesize: bool = True,
         salesorders_port: int = 0,
         journaltx_port: int = 0,
@@ -80,14 +80,14 @@ class VismaSandbox(Operations):
             throttle_rate=throttle_rate,
             timeout_rate=timeout_rate,
             timeout_seconds=timeout_seconds,
-            rate_limit=rate_limit,
         )
-        self._limits = {name: RateLimits(self._lock, rate_window) for name in SANDBOX_SERVICES}
+        self._budget = Budget(self._lock, rate_limit, rate_window)
         self._tokens = TokenIssuer(self._lock, client_id, client_secret, token_ttl)
         self._dispatcher = Dispatcher(webhooks or WebhookConfig())
         self._feedback: list[dict[str, Any]] = []
         self._writes: list[dict[str, Any]] = []
         self._requests: deque[dict[str, Any]] = deque(maxlen=MAX_LOG_ENTRIES)
+        self._request = threading.local()  # the query of the request this thread answers
         self._stopping = threading.Event()
         self._servers: dict[str, Server] = {}
         self._threads: list[threading.Thread] = []
@@ -186,7 +186,7 @@ class VismaSandbox(Operations):
 
     @property
     def rate_window(self) -> float:
-        return self._limits[FINANCIALS].window
+        return self._budget.window_seconds
 
     @property
     def synthesize(self) -> bool:
@@ -208,6 +208,7 @@ class VismaSandbox(Operations):
             h.close_connection = True
             return
         raw = h.rfile.read(length) if length else b""
+        self._request.query = split.query  # for the list endpoints; _serve keeps the signature subclasses use
         main = service_name == FINANCIALS  # Visma Connect and the control API live beside Financials
         if main and path.startswith(CONTROL_PREFIX):
             self._send(h, method, control(self, method, path, raw))
@@ -256,11 +257,12 @@ class VismaSandbox(Operations):
         else:
             tenant, client = self._tokens.holder_of(headers)
 
+        caller = (tenant, client if not is_token else form.get("client_id"))
         rule = self._faults.take_rule(method, path, tenant)
         if rule is not None:
             self._hang(rule.delay)
             if rule.status is not None:
-                return rule.response(tenant, self._rate_headers(svc, tenant))
+                return rule.response(tenant, self._budget.headers(caller))
 
         if is_token:
             response = self._tokens.issue(headers, form) if method == "POST" else Response(405)
@@ -275,7 +277,7 @@ class VismaSandbox(Operations):
         else:
             response = self._api(svc, method, path, (tenant, client), raw)
         response.tenant = response.tenant or tenant
-        response.headers = {**self._rate_headers(svc, response.tenant), **response.headers}
+        response.headers = {**self._budget.headers(caller), **response.headers}
         if rule is not None:
             response.headers = merge_headers(response.headers, rule.headers)
             response.fault = response.fault or "rule"
@@ -285,23 +287,14 @@ class VismaSandbox(Operations):
         if seconds > 0:
             self._stopping.wait(seconds)
 
-    def _rate_headers(self, svc: SandboxService, tenant: str | None) -> dict[str, str]:
-        return self._limits[svc.name].headers(tenant, int(self._faults["rate_limit"]))
-
     def _api(
         self, svc: SandboxService, method: str, path: str, caller: tuple[str, str | None], raw: bytes
     ) -> Response:
-        # The rate limit first: every authenticated call uses one unit of its service's, as Visma counts them.
+        # The budget first: every authenticated call uses one call of its (tenant, client) window.
         tenant = caller[0]
-        wait = self._limits[svc.name].take(tenant, int(self._faults["rate_limit"]))
-        if wait is not None:
-            return Response(
-                429,
-                {"message": "API rate limit exceeded"},
-                {"Retry-After": str(math.ceil(wait))},
-                tenant,
-                "rate_limit",
-            )
+        served, headers = self._budget.take(caller)
+        if not served:
+            return Response(429, {"message": "API rate limit exceeded"}, headers, tenant, "rate_limit")
         fault = None
         if self._faults.draw(self._faults["timeout_rate"]):
             self._hang(self._faults["timeout_seconds"])
@@ -314,6 +307,7 @@ class VismaSandbox(Operations):
             return Response(
                 429, {"message": "Too many requests (injected)"}, {"Retry-After": "1"}, tenant, "throttle"
             )
-        response = route(self, svc, method, path, caller, raw)
+        response = route(self, svc, method, path, caller, raw, getattr(self._request, "query", ""))
         response.fault = fault
+        response.headers = {**headers, **response.headers}
         return response

@@ -250,6 +250,7 @@ class LocalStack:
 
     def _start_sandbox(self, client_id: str, client_secret: str) -> VismaSandbox:
         from visma_webhooks_local.sandbox import VismaSandbox, WebhookConfig
+        from visma_webhooks_local.sandbox.budget import DEFAULT_CALLS_PER_WINDOW, DEFAULT_WINDOW_SECONDS
 
         s = self.options.sandbox
         return VismaSandbox(
@@ -257,6 +258,8 @@ class LocalStack:
             latency=s.latency,
             error_rate=s.error_rate,
             throttle_rate=s.throttle_rate,
+            rate_limit=s.calls_per_window or DEFAULT_CALLS_PER_WINDOW,
+            rate_window=s.window_seconds or DEFAULT_WINDOW_SECONDS,
             client_id=client_id,
             client_secret=client_secret,
             webhooks=WebhookConfig(api_client_id=not s.anonymous_writes),

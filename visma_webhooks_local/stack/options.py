@@ -62,6 +62,8 @@ class SandboxOptions:
     throttle_rate: float = 0.0
     port: int = 0
     anonymous_writes: bool = False  # write-back webhooks without ApiClientId, as before ERP 9.30
+    calls_per_window: int | None = None  # the rate limit per (tenant, client); None: the sandbox's default
+    window_seconds: float | None = None
 
 
 @dataclass

@@ -1,0 +1,53 @@
+"""``visma-webhooks local``'s sandbox options reach the embedded sandbox it starts."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from visma_webhooks_local.cli import app
+from visma_webhooks_local.cli import local as local_command
+from visma_webhooks_local.stack.local import LocalStack
+from visma_webhooks_local.stack.options import LocalOptions
+
+
+def options_of(monkeypatch, *args: str) -> LocalOptions:
+    """The options ``visma-webhooks local ARGS`` would run the stack with (nothing is started)."""
+    seen: list[LocalOptions] = []
+    monkeypatch.setattr(local_command, "run", lambda options, quiet: seen.append(options))
+    result = CliRunner().invoke(app, ["local", *args])
+    assert result.exit_code == 0, result.output
+    return seen[0]
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """The sandbox that ``visma-webhooks local ARGS`` would start, running."""
+    sandboxes = []
+
+    def start(*args: str):
+        stack = LocalStack(options_of(monkeypatch, *args))
+        sandboxes.append(stack._start_sandbox("local-client", "secret"))
+        return sandboxes[-1]
+
+    yield start
+    for sandbox in sandboxes:
+        sandbox.stop()
+
+
+def test_the_budget_options(started):
+    sandbox = started("--sandbox-calls-per-window", "7", "--sandbox-window-seconds", "90")
+    assert (sandbox.budget()["calls_per_window"], sandbox.rate_window) == (7, 90.0)
+
+
+def test_without_them_the_default_budget_is_far_above_the_demo(started):
+    budget = started().budget()
+    assert (budget["calls_per_window"], budget["window_seconds"]) == (100_000, 3600.0)
+
+
+def test_the_options_are_in_the_sandbox_help_panel():
+    result = CliRunner().invoke(app, ["local", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    panel = result.output[result.output.index("Embedded sandbox") :]
+    for option in ("--sandbox-calls-per-window", "--sandbox-window-seconds"):
+        assert option in panel
