@@ -11,10 +11,11 @@ import pytest
 from tests.sandbox_support import RATE_HEADERS, TENANT, Receiver, auth, token
 from visma_webhooks.domain.parsing import parse_delivery
 from visma_webhooks.domain.resources import ResourceRules
-from visma_webhooks.domain.services import FINANCIALS, JOURNAL_TRANSACTIONS, SALESORDERS
+from visma_webhooks.domain.services import FINANCIALS, JOURNAL_TRANSACTIONS, SALESORDERS, SERVICES
 from visma_webhooks.domain.signature import verify
 from visma_webhooks_local.sandbox import VismaSandbox, WebhookConfig
 from visma_webhooks_local.sandbox.fixtures import DEFAULT_SERVICE_FIXTURES
+from visma_webhooks_local.sandbox.services import SANDBOX_SERVICES
 
 ORDER = "/api/v3/SalesOrders/SO/1290"
 JOURNAL = "/api/v1/JournalTransactions/000311"
@@ -255,3 +256,24 @@ def test_without_a_webhook_url_changes_are_recorded_not_sent(sandbox, http):
     [record] = http.get(sandbox.url + "/_sandbox/webhooks", timeout=5).json()
     assert record["state"] == "not sent (no webhook URL)"
     assert record["apiClientId"] == "id"
+
+
+# -- the services' paths are the client's ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [FINANCIALS, SALESORDERS, JOURNAL_TRANSACTIONS])
+def test_each_service_serves_the_prefixes_the_client_sends_to_it(name):
+    assert SANDBOX_SERVICES[name].api is SERVICES[name].prefixes
+
+
+@pytest.mark.parametrize(
+    ("port", "path"),
+    [
+        ("url", "/V1/customer/1"),
+        ("journaltx_url", "/api/v2/JournalTransactions/1"),
+        ("salesorders_url", "/API/V3/x"),
+    ],
+)
+def test_a_path_of_a_services_prefixes_is_its_api(sandbox, http, port, path):
+    """Any path the client may send to a service is an API call there: it needs a token (401, not 404)."""
+    assert http.get(getattr(sandbox, port) + path, timeout=5).status_code == 401

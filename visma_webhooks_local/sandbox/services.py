@@ -39,7 +39,7 @@ class SandboxService:
     """One service: its API paths, its resource paths, its synthesised documents and its events."""
 
     name: str
-    api: re.Pattern[str]  # every path of its API
+    api: re.Pattern[str]  # every path of its API: the client's own prefixes (domain.services.SERVICES)
     resource: re.Pattern[str]  # the paths that name one resource; groups after the first are its ids
     publisher: str
     synthesise: Callable[[re.Match[str]], dict[str, Any]]
@@ -115,7 +115,7 @@ SANDBOX_SERVICES: dict[str, SandboxService] = {
     for s in (
         SandboxService(
             FINANCIALS,
-            re.compile(r"^/v[12]/"),
+            SERVICES[FINANCIALS].prefixes,
             re.compile(r"^/(v[12])/([A-Za-z]+)/([^/]+(?:/[^/]+)*)$"),
             FINANCIAL_PUBLISHER,
             _financial_document,
@@ -123,7 +123,7 @@ SANDBOX_SERVICES: dict[str, SandboxService] = {
         ),
         SandboxService(
             SALESORDERS,
-            re.compile(r"^/api/v3/", re.IGNORECASE),
+            SERVICES[SALESORDERS].prefixes,
             re.compile(r"^/api/v3/(SalesOrders)/([^/]+)/([^/]+)$", re.IGNORECASE),
             SALESORDER_PUBLISHER,
             _salesorder_document,
@@ -131,7 +131,7 @@ SANDBOX_SERVICES: dict[str, SandboxService] = {
         ),
         SandboxService(
             JOURNAL_TRANSACTIONS,
-            re.compile(r"^/api/v1/", re.IGNORECASE),
+            SERVICES[JOURNAL_TRANSACTIONS].prefixes,
             re.compile(r"^/api/v1/(JournalTransactions)/([^/]+)$", re.IGNORECASE),
             FINANCIAL_PUBLISHER,
             _journal_document,
