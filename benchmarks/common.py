@@ -43,6 +43,8 @@ QUIET_POWERTOOLS = {
 
 _MOTO_CHILD = """
 import socket, sys
+from visma_webhooks_local.stack.moto_transactions import install
+install()
 from werkzeug.serving import make_server
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 

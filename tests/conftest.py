@@ -10,6 +10,9 @@ import pytest
 from moto import mock_aws
 
 from visma_webhooks_local.stack.functions import load_function
+from visma_webhooks_local.stack.moto_transactions import install
+
+install()  # moto's transactions, safe for the processor's concurrent records
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 REGION = "eu-west-1"

@@ -1,13 +1,17 @@
 """ProcessorFunction: the SQS consumer (see visma_webhooks.domain.processing).
 
 Records of a batch run concurrently in threads; the response lists the records to
-retry (ReportBatchItemFailures), after extending their visibility by the backoff or
-by the wait Visma asked for.
+retry (ReportBatchItemFailures), after extending their visibility by their backoff. A
+record that waits (for its tenant's budget, a 429's wait or a lease) is put back on the
+queue as a fresh copy with a delay and acknowledged: waiting never uses up a receive
+that counts toward the DLQ.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -27,13 +31,14 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from types_boto3_sqs import SQSClient
 
-from visma_webhooks.adapters.aws import SDK_CONFIG
-from visma_webhooks.adapters.dynamodb import DynamoDBFingerprintStore, PowertoolsStageGuard
-from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore
+from visma_webhooks.adapters.aws import SDK_CONFIG, SqsRequeuer
+from visma_webhooks.adapters.budget_store import SharedBudget
+from visma_webhooks.adapters.notification_state import DynamoDBNotificationState
 from visma_webhooks.adapters.visma_http import VismaClient
+from visma_webhooks.domain.batches import QueuedRecord
 from visma_webhooks.domain.errors import ConfigurationError
 from visma_webhooks.domain.outcomes import Outcome, RecordResult
-from visma_webhooks.domain.processing import Processor, QueuedRecord
+from visma_webhooks.domain.processing import Processor
 from visma_webhooks.domain.settings import ProcessorSettings
 from visma_webhooks.notification_handlers import load_modules, registry
 
@@ -42,6 +47,8 @@ METRIC_BY_OUTCOME = {
     Outcome.FAILED: "NotificationsFailed",
     Outcome.RETRYING: "NotificationsRetried",
     Outcome.THROTTLED: "NotificationsThrottled",
+    Outcome.WAITING: "NotificationsWaiting",
+    Outcome.SUPERSEDED: "NotificationsSuperseded",
     Outcome.UNHANDLED: "NotificationsUnhandled",
     Outcome.ECHO: "NotificationsEcho",
     Outcome.UNCHANGED: "NotificationsUnchanged",
@@ -67,6 +74,12 @@ def sqs_client() -> SQSClient:
 
 
 @cache
+def requeuer() -> SqsRequeuer:
+    """Puts waiting records back on the queue (made on first use, like the SQS client)."""
+    return SqsRequeuer(sqs_client(), settings.queue_url)
+
+
+@cache
 def visma_client() -> VismaClient:
     """The Visma client, made on first use (its secret is read once per cold start)."""
     from aws_lambda_powertools.utilities.parameters import SecretsProvider  # only needed here
@@ -85,11 +98,12 @@ def visma_client() -> VismaClient:
         secret["client_id"],
         secret["client_secret"],
         secret.get("scope"),
+        budget=SharedBudget(settings.table_name, _dynamodb, secret["client_id"], settings.budget),
     )
 
 
-outcomes = DynamoDBOutcomeStore(settings.table_name, _dynamodb, settings.ttl_seconds)
-fingerprints = DynamoDBFingerprintStore(settings.table_name, _dynamodb, settings.ttl_seconds)
+state = DynamoDBNotificationState(settings.table_name, _dynamodb, settings.ttl_seconds)
+resources = state.resources
 batch_processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _threads = ThreadPoolExecutor(max_workers=10, thread_name_prefix="record")
 
@@ -110,21 +124,28 @@ def _delay(record: SQSRecord, result: RecordResult) -> None:
         sqs_client().change_message_visibility(
             QueueUrl=settings.queue_url,
             ReceiptHandle=record.receipt_handle,
-            VisibilityTimeout=int(result.retry_after or 0),
+            VisibilityTimeout=math.ceil(result.retry_after or 0),
         )
     except Exception:  # the queue's own visibility timeout applies instead
         logger.exception("could not change the message's visibility", extra={"message_id": record.message_id})
 
 
+def _requeued(record: SQSRecord, result: RecordResult) -> bool:
+    """A fresh copy of a waiting record, delayed by its wait; False if SQS refused it."""
+    attributes = {name: value.string_value or "" for name, value in record.message_attributes.items()}
+    return requeuer().requeue(
+        record.body, attributes, delay=result.retry_after or 0, tenant_id=result.tenant_id
+    )
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    guard = PowertoolsStageGuard(settings.table_name, _dynamodb, settings.ttl_seconds, context)
     visma = visma_client()
     throttled_before = visma.stats["throttled"]
     visma.remaining_time = lambda: context.get_remaining_time_in_millis() / 1000
-    processor = Processor(settings, visma, guard, outcomes, registry, logger, fingerprints=fingerprints)
-    scope = processor.batch()
+    processor = Processor(settings, visma, state, resources, registry, logger)
+    scope = processor.batch(deadline=time.time() + context.get_remaining_time_in_millis() / 1000)
     results: list[RecordResult] = []
 
     async def record_handler(record: SQSRecord) -> str:
@@ -139,6 +160,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
                 "feedback": result.feedback,
             },
         )
+        if result.wait and not _requeued(record, result):
+            _delay(record, result)  # the fallback: this receive counts, but nothing is lost
+            raise RuntimeError(f"{result.outcome}: {result.error}")
         if result.retry:
             _delay(record, result)
             raise RuntimeError(f"{result.outcome}: {result.error}")

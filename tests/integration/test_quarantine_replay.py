@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import REGION, deliver, drain
 from tests.processor_support import receive
+from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore
 from visma_webhooks.domain.queueing import QUARANTINE_KEY
 from visma_webhooks.domain.signature import SIGNATURE_HEADER, sign
 from visma_webhooks_local.replaying import replay
@@ -137,5 +138,8 @@ def test_a_derived_id_still_invalid_on_replay_fails_without_feedback(
     assert response["batchItemFailures"] == []  # permanent: acknowledged, not retried
     assert dict(counter.runs) == {}
     assert sandbox.feedback == []
-    records = {nid: processor.outcomes.get(nid, TENANT) for nid in ids}
-    assert {nid: r.outcome if r else None for nid, r in records.items()} == dict.fromkeys(ids, "failed")
+    store = DynamoDBOutcomeStore(processor.settings.table_name, processor._dynamodb, 0)
+    records = {nid: store.get(nid, TENANT) for nid in ids}
+    assert {nid: r.effective_outcome if r else None for nid, r in records.items()} == dict.fromkeys(
+        ids, "failed"
+    )

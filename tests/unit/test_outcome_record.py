@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from visma_webhooks.adapters.outcome_store import OutcomeRecord, _attr
+from visma_webhooks.adapters.notification_state import attr as _attr
+from visma_webhooks.adapters.outcome_store import OutcomeRecord
 
 
 def record(*steps: str | tuple[str, str], **fields: object) -> OutcomeRecord:

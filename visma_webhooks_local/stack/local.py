@@ -40,7 +40,7 @@ from visma_webhooks_local.stack.options import (
     SERVICE_URL_VARIABLES,
     LocalOptions,
 )
-from visma_webhooks_local.stack.poller import Poller, PollerConfig, Report, join_all
+from visma_webhooks_local.stack.poller import FairShare, Poller, PollerConfig, Report, join_all
 from visma_webhooks_local.stack.reconciler import Schedule
 from visma_webhooks_local.stack.resources import Resources, create_resources, function_environment
 from visma_webhooks_local.stack.spec import StackSpec
@@ -243,6 +243,9 @@ class LocalStack:
     def _start_moto(self) -> str:
         from moto.server import ThreadedMotoServer
 
+        from visma_webhooks_local.stack.moto_transactions import install
+
+        install()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
         host, port = self.moto.get_host_and_port()
@@ -362,7 +365,8 @@ def start_pollers(
     report: Report | None,
     log_stream: TextIO | None,
 ) -> list[Poller]:
-    """Load ``count`` processor instances and start one poller for each."""
+    """Load ``count`` processor instances and start one poller for each; they share one
+    :class:`FairShare`, so that one tenant's backlog does not delay another's."""
     p = state.processor
     modules = load_functions("processor", max(1, count), processor_env, log_stream)
     config = PollerConfig(
@@ -377,9 +381,23 @@ def start_pollers(
     )
     sqs = state.client("sqs")
     outcomes = DynamoDBOutcomeStore(state.table_name, state.client("dynamodb"), 0)
+    fair = FairShare(
+        sqs,
+        state.queue_url,
+        visibility_timeout=int(p.get("visibility_timeout", 30)),
+        invocation_timeout=config.timeout,
+        crowd=config.batch_size,
+    )
     return [
         Poller(
-            config, sqs, module.handler, outcomes=outcomes, report=report, stop=stop, name=f"poller-{i + 1}"
+            config,
+            sqs,
+            module.handler,
+            outcomes=outcomes,
+            report=report,
+            stop=stop,
+            name=f"poller-{i + 1}",
+            fair=fair,
         ).start()
         for i, module in enumerate(modules)
     ]

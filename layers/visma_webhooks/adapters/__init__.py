@@ -1,3 +1,5 @@
-"""Adapters: the domain's ports onto AWS (``aws``: SQS; ``dynamodb``: stage guards and resource
-fingerprints; ``outcome_store``: each notification's history) and onto Visma (``visma_connect``:
-tokens; ``visma_http``: fetches, feedback, write-backs)."""
+"""Adapters: the domain's ports onto AWS (``aws``: SQS; ``notification_state``: each
+notification's lease, stages and history; ``resource_store``: each resource's lease,
+watermark and fingerprint; ``budget_store``: each tenant's shared Visma budget;
+``outcome_store``: reading the history back) and onto Visma (``visma_connect``: tokens;
+``visma_http``: fetches, feedback, write-backs)."""

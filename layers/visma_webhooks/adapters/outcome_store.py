@@ -1,7 +1,7 @@
 """The outcome history of each notification, in the ``IdempotencyTable``.
 
-The item ``outcome#<tenant>#<notification_id>`` is written by :class:`DynamoDBOutcomeStore`
-and read back as an :class:`OutcomeRecord` by everything that reports on it (``status``,
+The item ``outcome#<tenant>#<notification_id>`` is written by the processor
+(:mod:`visma_webhooks.adapters.notification_state`) and read back as an :class:`OutcomeRecord` by everything that reports on it (``status``,
 ``inspect``, the demo, the soak). Visma's ids are unique per tenant only, so the key holds
 the tenant; :meth:`DynamoDBOutcomeStore.find` still finds a notification by its id alone
 (a scan: for the tooling, never for the processor).
@@ -9,13 +9,11 @@ the tenant; :meth:`DynamoDBOutcomeStore.find` still finds a notification by its 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from visma_webhooks.domain.outcomes import COMPLETED, FINAL, RecordResult
+from visma_webhooks.domain.outcomes import COMPLETED, FINAL
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
@@ -77,19 +75,19 @@ class OutcomeRecord:
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> OutcomeRecord:
         """From a DynamoDB item (attribute values) of the outcome store."""
-        plain: dict[str, Any] = _plain({"M": item})
-        text = {k: None if plain.get(k) is None else str(plain[k]) for k in _TEXT_FIELDS}
-        feedback = plain.get("feedback")
+        values: dict[str, Any] = plain({"M": item})
+        text = {k: None if values.get(k) is None else str(values[k]) for k in _TEXT_FIELDS}
+        feedback = values.get("feedback")
         return cls(
-            notification_id=str(plain.get("notification_id") or ""),
+            notification_id=str(values.get("notification_id") or ""),
             history=tuple(
-                HistoryEntry.from_plain(e) for e in plain.get("history") or [] if isinstance(e, dict)
+                HistoryEntry.from_plain(e) for e in values.get("history") or [] if isinstance(e, dict)
             ),
-            receive_count=int(plain.get("receive_count") or 0),
-            attempts=int(plain.get("attempts") or 0),
-            handlers=dict(plain.get("handlers") or {}),
+            receive_count=int(values.get("receive_count") or 0),
+            attempts=int(values.get("attempts") or 0),
+            handlers=dict(values.get("handlers") or {}),
             feedback=dict(feedback) if isinstance(feedback, dict) else None,
-            item=plain,
+            item=values,
             **text,
         )
 
@@ -145,84 +143,12 @@ _TEXT_FIELDS = (
 
 
 class DynamoDBOutcomeStore:
-    """The history of each notification: attempts, handler results, feedback, outcome."""
+    """Reads the history of each notification: attempts, handler results, feedback, outcome."""
 
     def __init__(self, table_name: str, client: DynamoDBClient, ttl_seconds: int):
         self.table_name = table_name
         self.client = client
         self.ttl_seconds = ttl_seconds
-
-    def started(
-        self,
-        tenant_id: str,
-        notification_id: str,
-        attempt: int,
-        message_id: str,
-        summary: Mapping[str, Any],
-    ) -> None:
-        now = _now()
-        names = {f"#{k}": k for k in summary}
-        values = {f":{k}": _attr(v) for k, v in summary.items()}
-        sets = ", ".join(f"#{k} = :{k}" for k in summary)
-        self.client.update_item(
-            TableName=self.table_name,
-            Key=outcome_key(tenant_id, notification_id),
-            UpdateExpression=(
-                f"SET {sets + ', ' if sets else ''}notification_id = :nid, first_seen = if_not_exists(first_seen, :now), "
-                "updated_at = :now, receive_count = :attempt, last_message_id = :mid, expiration = :exp, "
-                "#history = list_append(if_not_exists(#history, :empty), :entry) ADD attempts :one"
-            ),
-            ExpressionAttributeNames={**names, "#history": "history"},
-            ExpressionAttributeValues={
-                **values,
-                ":nid": {"S": notification_id},
-                ":now": {"S": now},
-                ":attempt": {"N": str(attempt)},
-                ":mid": {"S": message_id},
-                ":exp": {"N": str(int(time.time()) + self.ttl_seconds)},
-                ":empty": {"L": []},
-                ":entry": {"L": [_attr({"at": now, "step": "received", "receive_count": attempt})]},
-                ":one": {"N": "1"},
-            },
-        )
-
-    def finished(self, tenant_id: str, notification_id: str, result: RecordResult) -> None:
-        now = _now()
-        entry: dict[str, Any] = {
-            "at": now,
-            "step": result.outcome.value,
-            "detail": result.error or result.description,
-        }
-        if result.found is not None:
-            entry["found"] = result.found.value
-        values: dict[str, Any] = {
-            ":outcome": {"S": result.outcome.value},
-            ":now": {"S": now},
-            ":entry": {"L": [_attr(entry)]},
-            ":empty": {"L": []},
-        }
-        sets = [
-            "outcome = :outcome",
-            "updated_at = :now",
-            "#history = list_append(if_not_exists(#history, :empty), :entry)",
-        ]
-        for name, value in (
-            ("handlers", result.handlers or None),
-            ("feedback", result.feedback),
-            ("description", result.description or None),
-            ("last_error", result.error),
-            ("deleted", result.deleted or None),
-        ):
-            if value is not None:
-                sets.append(f"{name} = :{name}")
-                values[f":{name}"] = _attr(value)
-        self.client.update_item(
-            TableName=self.table_name,
-            Key=outcome_key(tenant_id, notification_id),
-            UpdateExpression="SET " + ", ".join(sets),
-            ExpressionAttributeNames={"#history": "history"},
-            ExpressionAttributeValues=values,
-        )
 
     def get(self, notification_id: str, tenant_id: str | None = None) -> OutcomeRecord | None:
         """The tenant's notification; without a tenant, the latest updated record of that id."""
@@ -274,34 +200,13 @@ class DynamoDBOutcomeStore:
         return records
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _attr(value: Any) -> dict[str, Any]:
-    """A plain value as a DynamoDB attribute value."""
-    if value is None:
-        return {"NULL": True}
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, int | float):
-        return {"N": str(value)}
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, Mapping):
-        return {"M": {str(k): _attr(v) for k, v in value.items()}}
-    if isinstance(value, list | tuple):
-        return {"L": [_attr(v) for v in value]}
-    return {"S": str(value)}
-
-
-def _plain(attr: Mapping[str, Any]) -> Any:
+def plain(attr: Mapping[str, Any]) -> Any:
     """A DynamoDB attribute value as a plain value."""
     ((kind, value),) = attr.items()
     if kind == "M":
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if kind == "L":
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if kind == "N":
         number = float(value)
         return int(number) if number.is_integer() else number

@@ -2,10 +2,13 @@
 
 The item ``resource#<tenant>#<service>#<path>`` holds ``lease_owner``/``lease_until``
 (epoch seconds: the holder's invocation deadline), ``modified`` (the watermark) and
-``fingerprint``. The lease is taken with one conditional update that returns the state;
-it is given back, with the new watermark and fingerprint, in the same transaction that
-records the notification's outcome (:mod:`visma_webhooks.adapters.notification_state`),
-so that a crash can never leave a watermark without its outcome or the other way round.
+``fingerprint``. The lease is taken in the same transaction that claims the notification, on the
+condition that the fetched state is newer than and differs from the one handlers last
+received (:meth:`DynamoDBResourceStore.acquire_newer`); when that is refused, by one
+conditional update that returns the state (:meth:`DynamoDBResourceStore.acquire`). It is
+given back, with the new watermark and fingerprint, in the same transaction that records
+the handlers' results (:mod:`visma_webhooks.adapters.notification_state`), so that a
+crash can never leave a watermark without its results or the other way round.
 """
 
 from __future__ import annotations
@@ -61,9 +64,37 @@ class DynamoDBResourceStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            held = exc.response.get("Item", {})
+            held: dict[str, Any] = exc.response.get("Item") or {}  # type: ignore[assignment]
             return Lease(False, held_for=max(0.0, float(held.get("lease_until", {}).get("N", "0")) - now))
         return Lease(True, _state(item, now))
+
+    def acquire_newer(
+        self, tenant_id: str, service: str, path: str, owner: str, until: float, state: ResourceState
+    ) -> dict[str, Any]:
+        """The transaction item taking the lease only if ``state`` is newer than, and differs
+        from, what handlers last received (a refusal says neither which nor why)."""
+        values: dict[str, Any] = {
+            ":owner": {"S": owner},
+            ":until": {"N": f"{until:.3f}"},
+            ":now": {"N": f"{time.time():.3f}"},
+            ":fp": {"S": state.fingerprint or ""},
+        }
+        condition = (
+            "(attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner) "
+            "AND (attribute_not_exists(fingerprint) OR fingerprint <> :fp)"
+        )
+        if state.modified is not None:
+            condition += " AND (attribute_not_exists(modified) OR modified < :modified)"
+            values[":modified"] = {"S": state.modified}
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": resource_key(tenant_id, service, path),
+                "UpdateExpression": "SET lease_owner = :owner, lease_until = :until",
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": values,
+            }
+        }
 
     def release(
         self, tenant_id: str, service: str, path: str, owner: str, state: ResourceState | None, gone: bool

@@ -27,6 +27,11 @@ errors below; it never sees ``requests``.
   returned normally, but the tenant's calls to that service then raise
   :class:`ThrottledError` without a request until the reset has passed. The last
   ``X-RateLimit-*`` values are in :attr:`VismaClient.rate_limit`.
+* **Budget** (:mod:`visma_webhooks.domain.budgets`): with a ``budget``, every attempt
+  spends one call of the tenant's shared budget first (raising
+  :class:`~visma_webhooks.domain.budgets.BudgetWait` when there is none), except the first
+  attempt of a call made with ``reserved=True``, whose call the caller took beforehand
+  with :meth:`VismaClient.reserve`. Every answer's headers go to the budget too.
 * **Auth failures** (the token endpoint refusing the credentials, or a 401 that a fresh
   token does not cure) raise :class:`VismaAuthError`, a transient error: the message goes
   back to the queue and, if the credentials stay wrong, to the DLQ, from where it can be
@@ -52,6 +57,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from visma_webhooks.adapters.visma_connect import TokenCache, error_reason
+from visma_webhooks.domain.budgets import Budget, Priority
 from visma_webhooks.domain.errors import (
     PermanentVismaError,
     ThrottledError,
@@ -80,6 +86,8 @@ class _Call:
     method: str
     path: str
     scope: str | None  # the service's configured scope; None: the client's default
+    priority: Priority = Priority.WEBHOOK
+    reserved: bool = False  # the first attempt's call was taken from the budget already
 
     @property
     def key(self) -> tuple[str, str]:
@@ -137,6 +145,7 @@ class VismaClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         safety_margin: float = 2.0,
+        budget: Budget | None = None,
     ):
         self.endpoints = _endpoints(endpoints)
         self._bases: dict[str, tuple[str, str]] = {}  # service → (base URL, its netloc)
@@ -154,6 +163,7 @@ class VismaClient:
         self.backoff = backoff
         self.remaining_time = remaining_time
         self.safety_margin = safety_margin
+        self.budget = budget
         self._clock = clock
         self._sleep = sleep
         self.session = session or self._new_session()
@@ -185,12 +195,35 @@ class VismaClient:
 
     # -- public API ---------------------------------------------------------------------
 
-    def get(self, tenant_id: str, service: str, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
+    def get(
+        self,
+        tenant_id: str,
+        service: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        priority: Priority = Priority.WEBHOOK,
+        reserved: bool = False,
+    ) -> Any:
         """GET ``path`` on ``service`` as the tenant and return the decoded JSON."""
-        return self.request(tenant_id, "GET", service, path, params=params)
+        return self.request(
+            tenant_id, "GET", service, path, params=params, priority=priority, reserved=reserved
+        )
+
+    def reserve(self, tenant_id: str, units: int, priority: Priority = Priority.WEBHOOK) -> None:
+        """Take ``units`` calls from the tenant's budget now, for calls made later with ``reserved=True``."""
+        if self.budget is not None and units > 0:
+            self.budget.take(tenant_id, units, priority)
 
     def post_feedback(
-        self, tenant_id: str, notification_id: str, *, source: str, description: str, is_success: bool
+        self,
+        tenant_id: str,
+        notification_id: str,
+        *,
+        source: str,
+        description: str,
+        is_success: bool,
+        reserved: bool = False,
     ) -> None:
         """POST a WebhookNotificationFeedback to Financials (Visma answers 201; any 2xx is accepted)."""
         if len(description) > MAX_FEEDBACK_DESCRIPTION:
@@ -201,7 +234,7 @@ class VismaClient:
             "description": description,
             "isSuccess": bool(is_success),
         }
-        self.request(tenant_id, "POST", FEEDBACK_SERVICE, FEEDBACK_PATH, json=body)
+        self.request(tenant_id, "POST", FEEDBACK_SERVICE, FEEDBACK_PATH, json=body, reserved=reserved)
 
     def request(
         self,
@@ -211,12 +244,17 @@ class VismaClient:
         path: str,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
+        *,
+        priority: Priority = Priority.WEBHOOK,
+        reserved: bool = False,
     ) -> Any:
         """Send ``method`` to ``path`` on ``service``; return the decoded JSON body (None if empty)."""
         if not tenant_id or not isinstance(tenant_id, str):
             raise ValueError("tenant_id is required")
         url = self._url(service, path)
-        call = _Call(tenant_id, service, method.upper(), path, self.endpoints[service].scope)
+        call = _Call(
+            tenant_id, service, method.upper(), path, self.endpoints[service].scope, priority, reserved
+        )
         return self._send(call, url, json, params)
 
     def invalidate_token(self, tenant_id: str) -> None:
@@ -284,6 +322,8 @@ class VismaClient:
         refreshed = False
         while True:
             self._check_blocked(call)
+            if self.budget is not None and (retry or refreshed or not call.reserved):
+                self.budget.take(call.tenant_id, 1, call.priority)
             try:
                 token = self.tokens.get(call.tenant_id, self._attempt_timeout(method, path), call.scope)
                 response = self._http(method, url, token, body, params, self._attempt_timeout(method, path))
@@ -385,6 +425,8 @@ class VismaClient:
             return
         with self._lock:
             self.rate_limit[key] = info
+        if self.budget is not None:
+            self.budget.observe(key[0], info)
         if info.remaining == 0 and response.status_code != 429:
             self._block(key, info.reset if info.reset is not None else DEFAULT_THROTTLE_SECONDS)
 

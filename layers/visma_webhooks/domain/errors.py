@@ -57,5 +57,9 @@ class PermanentError(Exception):
     """Raised by a handler when retrying cannot help; the reason goes into the feedback."""
 
 
-class StageInProgress(Exception):
-    """Another worker holds this stage right now (a concurrent duplicate)."""
+class ResourceHeld(Exception):
+    """Another notification of the resource holds its lease: wait ``held_for`` seconds at most."""
+
+    def __init__(self, reason: str, held_for: float):
+        super().__init__(reason)
+        self.held_for = held_for

@@ -5,7 +5,8 @@ write-backs come back as notifications. The fingerprint of a resource is a hash 
 canonical JSON without the fields that change on every save (``lastModifiedDateTime``,
 ``timeStamp`` and other ETag-like stamps, compared case-insensitively at any depth; the
 list is ``FINGERPRINT_IGNORE_FIELDS``). The processor keeps the fingerprint of each
-resource as last handed to handlers, per (tenant, service, path); a fetched resource
+resource as last handed to handlers, per (tenant, service, path), in the resource's
+state item (:mod:`.ordering`); a fetched resource
 with the same fingerprint is *unchanged*, and handlers that did not opt in are skipped.
 That ends a write-back loop even when Visma does not say who made the change.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 DEFAULT_IGNORED_FIELDS = frozenset(
     {
@@ -47,15 +48,3 @@ def _without(value: Any, ignored: frozenset[str]) -> Any:
     if isinstance(value, list):
         return [_without(v, ignored) for v in value]
     return value
-
-
-class FingerprintStore(Protocol):
-    """The last fingerprint handed to handlers, per (tenant, service, path)."""
-
-    def get(self, tenant_id: str, service: str, path: str) -> str | None: ...
-
-    def put(self, tenant_id: str, service: str, path: str, value: str) -> None: ...
-
-    def forget(self, tenant_id: str, service: str, path: str) -> None:
-        """The resource is gone: a re-created one with the same content is a change."""
-        ...

@@ -7,6 +7,13 @@ In order, for a notification that some handler matches:
   registered with ``echoes=True`` run. With none, the outcome is ``echo`` and no feedback
   is posted: no handler processed it, the document already shows the feedback of the
   change that made us write, and every post is one more call in the tenant's budget.
+* **Budget.** The calls the stage will make, the fetch and the feedback post, are taken
+  from the tenant's budget at once, before anything runs: a notification whose handlers
+  ran always has its feedback call (:mod:`.budgets`). No budget: it waits (``throttled``).
+* **Order.** A notification naming a resource that a matching handler fetches takes the
+  resource's lease (:mod:`.ordering`); another notification of it holding the lease makes
+  this one wait (``waiting``). The fetched state older than the one handlers already
+  received is ``superseded``: no handler runs.
 * **Fetch.** The resource is fetched (once per batch, from its service) only when a
   matching handler needs it (``fetch=True``, the default) and the notification is not a
   deletion. A resource that is gone (404 or 410) makes it a deletion too.
@@ -15,27 +22,39 @@ In order, for a notification that some handler matches:
 * **Unchanged.** A fetched resource whose fingerprint (:mod:`.fingerprints`) equals the one
   last handed to handlers skips every handler not registered with ``unchanged=True``
   (recorded as ``skipped``); when all are skipped the outcome is ``unchanged``, with
-  success feedback saying so. The fingerprint is stored once every handler succeeded;
-  a deletion forgets it, so that a re-created resource counts as a change. A forced replay
-  (``visma-webhooks replay --force``) runs every handler, unchanged or not.
+  success feedback saying so. The new watermark and fingerprint are kept once every
+  handler succeeded, with the outcome (one write); a deletion forgets them, so that a
+  re-created resource counts as a change. A forced replay (``visma-webhooks replay
+  --force``) runs every handler, unchanged or not.
 
-Feedback is posted once per (tenant, notification, success/failure). A notification whose
-id Visma never issued (``derived_id``: one of several items of a delivery with one
-header id) gets none: Visma would refuse it, or attach it to another notification; its
-history says so. A post Visma refuses (4xx, e.g. for a document deleted meanwhile) is
-recorded and not retried.
+Each handler's result and each feedback post are recorded in the attempt's ``stages``
+as soon as they are done, and stored with the outcome: a later copy runs only what is
+missing. Feedback is posted once per (tenant, notification, success/failure). A
+notification whose id Visma never issued (``derived_id``: one of several items of a
+delivery with one header id, or a reconciler's synthetic notification) gets none: Visma
+would refuse it, or attach it to another notification; its history says so. A post
+Visma refuses (4xx, e.g. for a document deleted meanwhile) is recorded and not retried.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from visma_webhooks.domain.errors import PermanentError, PermanentVismaError
-from visma_webhooks.domain.fingerprints import FingerprintStore, fingerprint
+from visma_webhooks.domain.errors import PermanentError, PermanentVismaError, ResourceHeld
+from visma_webhooks.domain.fingerprints import fingerprint
 from visma_webhooks.domain.models import Notification
+from visma_webhooks.domain.ordering import (
+    Lease,
+    ResourceClaim,
+    ResourceState,
+    ResourceStore,
+    modified_at,
+    superseded,
+)
 from visma_webhooks.domain.outcomes import Outcome
 from visma_webhooks.domain.services import FINANCIALS
 from visma_webhooks.notification_handlers import Handler, HandlerContext, Registry
@@ -46,7 +65,9 @@ if TYPE_CHECKING:
 MAX_RESULT_CHARS = 1000
 GONE = frozenset({404, 410})
 DERIVED_ID = "not posted: the id was derived (Visma never issued it)"
+SYNTHETIC = "not posted: a synthetic notification of the reconciler (Visma issued no id)"
 UNCHANGED = "unchanged: the resource is as handlers last saw it"
+SUPERSEDED = "superseded: handlers already received a newer state of the resource"
 
 
 class Visma(Protocol):
@@ -54,7 +75,9 @@ class Visma(Protocol):
 
     client_id: str
 
-    def get(self, tenant_id: str, service: str, path: str) -> Any: ...
+    def get(self, tenant_id: str, service: str, path: str, *, reserved: bool = False) -> Any: ...
+
+    def reserve(self, tenant_id: str, units: int) -> None: ...
 
     def request(
         self,
@@ -67,22 +90,51 @@ class Visma(Protocol):
     ) -> Any: ...
 
     def post_feedback(
-        self, tenant_id: str, notification_id: str, *, source: str, description: str, is_success: bool
+        self,
+        tenant_id: str,
+        notification_id: str,
+        *,
+        source: str,
+        description: str,
+        is_success: bool,
+        reserved: bool = False,
     ) -> None: ...
 
 
-class StageGuard(Protocol):
-    """Runs ``fn`` at most once successfully per key; returns (result, ran_now)."""
-
-    def once(self, key: str, fn: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]: ...
-
-
 class Fetcher(Protocol):
-    """Fetches a resource once per batch, and gives records of one resource turns (:class:`~.processing.BatchScope`)."""
+    """Fetches a resource once per batch (:class:`~.processing.BatchScope`)."""
 
     def fetch(self, tenant_id: str, service: str, path: str) -> Any: ...
 
+    def fetched(self, tenant_id: str, service: str, path: str) -> bool: ...
+
     def hold(self, tenant_id: str, service: str, path: str) -> AbstractContextManager[object]: ...
+
+
+@dataclass
+class Attempt:
+    """One copy's work on a notification: its lease, and the stages done so far (``handlers``
+    by name, ``feedback`` by ``ok``/``failed``), seeded with what earlier copies recorded."""
+
+    owner: str
+    until: float  # the lease's end: the invocation's deadline, epoch seconds
+    forced: bool = False
+    stages: dict[str, Any] = field(default_factory=dict)
+    give_back: Callable[[ResourceState | None, bool], Any] | None = None  # the resource lease held
+    release: Any = None  # its release, written with the outcome
+
+    def settle(self, keep: ResourceState | None = None, gone: bool = False) -> None:
+        """The resource lease's release (keeping ``keep``, or forgetting a ``gone`` resource)."""
+        if self.give_back is not None:
+            self.release, self.give_back = self.give_back(keep, gone), None
+
+    def __post_init__(self) -> None:
+        self.stages.setdefault("handlers", {})
+        self.stages.setdefault("feedback", {})
+
+    @property
+    def handlers(self) -> dict[str, Any]:
+        return self.stages["handlers"]  # type: ignore[no-any-return]
 
 
 def service_of(notification: Notification) -> str | None:
@@ -93,87 +145,110 @@ def service_of(notification: Notification) -> str | None:
 class Feedback:
     """Posts each notification's WebhookNotificationFeedback at most once per success/failure."""
 
-    def __init__(self, settings: ProcessorSettings, visma: Visma, guard: StageGuard):
+    def __init__(self, settings: ProcessorSettings, visma: Visma):
         self.settings = settings
         self.visma = visma
-        self.guard = guard
+
+    @staticmethod
+    def due(notification: Notification, attempt: Attempt) -> bool:
+        return not notification.derived_id and not attempt.stages["feedback"]
 
     def post(
-        self, notification: Notification, suffix: str, success: bool, description: str
+        self, notification: Notification, attempt: Attempt, success: bool, description: str, *, reserved: bool
     ) -> dict[str, Any]:
         if notification.derived_id:
-            return {"posted": False, "is_success": success, "skipped": DERIVED_ID}
-
-        def post() -> dict[str, Any]:
-            try:
-                self.visma.post_feedback(
-                    notification.tenant_id,
-                    notification.notification_id,
-                    source=self.settings.feedback_source,
-                    description=description,
-                    is_success=success,
-                )
-            except PermanentVismaError as exc:
-                return {"posted": False, "is_success": success, "error": f"Visma answered {exc.status}"}
-            return {"posted": True, "is_success": success, "description": description[:MAX_RESULT_CHARS]}
-
-        key = f"feedback#{notification.tenant_id}#{notification.notification_id}"
-        stored, _ = self.guard.once(f"{key}#{'ok' if success else 'failed'}{suffix}", post)
-        return stored
+            why = SYNTHETIC if notification.source_format == "reconciled" else DERIVED_ID
+            return {"posted": False, "is_success": success, "skipped": why}
+        key = "ok" if success else "failed"
+        done: dict[str, Any] | None = attempt.stages["feedback"].get(key)
+        if done is not None:
+            return done
+        try:
+            self.visma.post_feedback(
+                notification.tenant_id,
+                notification.notification_id,
+                source=self.settings.feedback_source,
+                description=description,
+                is_success=success,
+                reserved=reserved,
+            )
+            done = {"posted": True, "is_success": success, "description": description[:MAX_RESULT_CHARS]}
+        except PermanentVismaError as exc:
+            done = {"posted": False, "is_success": success, "error": f"Visma answered {exc.status}"}
+        attempt.stages["feedback"][key] = done
+        return done
 
 
 class _Resource:
-    """The notification's resource, fetched when a handler first runs: gone, unchanged, or new."""
+    """The notification's resource under its lease: fetched when a handler first runs."""
 
-    def __init__(
-        self,
-        notification: Notification,
-        service: str,
-        scope: Fetcher,
-        fingerprints: FingerprintStore,
-        ignored: frozenset[str],
-        forced: bool,
-    ):
+    def __init__(self, notification: Notification, service: str, scope: Fetcher, ignored: frozenset[str]):
         self.notification = notification
-        self.forced = forced  # a forced replay runs every handler, unchanged or not
         self.service = service
         self.path = notification.resource_path or ""
         self.scope = scope
-        self.fingerprints = fingerprints
         self.ignored = ignored
+        self.state = ResourceState()  # what handlers last received, read with the lease
         self.loaded = False
         self.document: Any = None
         self.gone = notification.deleted
         self.fingerprint: str | None = None
+        self.modified: str | None = None
         self.unchanged = False
+        self.superseded = False
         self.error: PermanentVismaError | None = None
 
     def load(self) -> None:
-        if self.error is not None:
-            raise self.error
+        """Fetch it (before the claim: the claim's condition compares it with what handlers got)."""
         if self.loaded or self.gone:
             return
-        tenant = self.notification.tenant_id
         try:
-            self.document = self.scope.fetch(tenant, self.service, self.path)
+            self.document = self.scope.fetch(self.notification.tenant_id, self.service, self.path)
         except PermanentVismaError as exc:
             if exc.status not in GONE:
                 self.error = exc
-                raise
-            self.gone = True
+            else:
+                self.gone = True
         self.loaded = True
-        if not self.gone:
+        if not self.gone and self.error is None:
             self.fingerprint = fingerprint(self.document, self.ignored)
-            stored = self.fingerprints.get(tenant, self.service, self.path)
-            self.unchanged = not self.forced and stored == self.fingerprint
+            self.modified = modified_at(self.document)
 
-    def remember(self) -> None:
-        """Every handler succeeded: keep what they saw."""
+    def claim(self) -> ResourceClaim:
+        fetched = None if self.gone or self.error else ResourceState(self.fingerprint, self.modified)
+        return ResourceClaim(self.service, self.path, fetched)
+
+    def hold(self, lease: Lease, store: ResourceStore, attempt: Attempt) -> None:
+        """Work under the lease taken with the claim, or wait for its holder."""
+        if not lease.acquired:
+            raise ResourceHeld(f"another notification holds {self.path}", lease.held_for)
         tenant = self.notification.tenant_id
-        if self.gone:
-            self.fingerprints.forget(tenant, self.service, self.path)
-        elif self.fingerprint is not None and not self.unchanged:
-            self.fingerprints.put(tenant, self.service, self.path, self.fingerprint)
+        attempt.give_back = lambda keep, gone: store.release(
+            tenant, self.service, self.path, attempt.owner, keep, gone
+        )
+        if lease.newer or attempt.forced:  # checked by the claim's condition, or not wanted
+            return
+        self.state = lease.state
+        self.superseded = superseded(self.state, self.modified)
+        self.unchanged = self.state.fingerprint == self.fingerprint
+
+    def kept(self) -> ResourceState | None:
+        """Every handler succeeded: what to keep as handed over (None: nothing new)."""
+        if self.gone or self.fingerprint is None or self.superseded:
+            return None
+        if self.unchanged and self.modified == self.state.modified:
+            return None
+        modified = max(filter(None, (self.modified, self.state.modified)), default=None)
+        return ResourceState(self.fingerprint, modified)
+
+
+@dataclass
+class Plan:
+    """What a notification's handler stage will do: ``short``, the outcome when nothing runs."""
+
+    handlers: list[Handler]
+    short: dict[str, Any] | None = None
+    resource: _Resource | None = None
 
 
 class HandlerStage:
@@ -183,59 +258,76 @@ class HandlerStage:
         self,
         settings: ProcessorSettings,
         visma: Visma,
-        guard: StageGuard,
-        fingerprints: FingerprintStore,
+        resources: ResourceStore,
         registry: Registry,
         logger: Any,
         feedback: Feedback,
     ):
         self.settings = settings
         self.visma = visma
-        self.guard = guard
-        self.fingerprints = fingerprints
+        self.resources = resources
         self.registry = registry
         self.logger = logger
         self.feedback = feedback
 
-    def run(self, notification: Notification, scope: Fetcher, suffix: str) -> dict[str, Any]:
+    def plan(self, notification: Notification, scope: Fetcher, done: Attempt | None = None) -> Plan:
+        """The handlers that will run and the resource they need, fetched, with the calls of
+        the fetch and the feedback taken from the budget. A first copy plans before its
+        claim (``done`` None); a later one after it, knowing what earlier copies ``done``."""
         handlers = self.registry.matching(notification.event)
         if not handlers:
-            return {"outcome": Outcome.UNHANDLED.value, "description": "no handler matches the event"}
+            return Plan(
+                [], {"outcome": Outcome.UNHANDLED.value, "description": "no handler matches the event"}
+            )
         if self._echo(notification):
             handlers = [h for h in handlers if h.echoes]
             if not handlers:
-                return {
-                    "outcome": Outcome.ECHO.value,
-                    "description": "our own change (ApiClientId is our client): no handler opted in",
-                }
+                return Plan(
+                    [],
+                    {
+                        "outcome": Outcome.ECHO.value,
+                        "description": "our own change (ApiClientId is our client): no handler opted in",
+                    },
+                )
         service = service_of(notification)
+        pending = [h for h in handlers if done is None or h.name not in done.handlers]
         resource = (
-            _Resource(
-                notification,
-                service,
-                scope,
-                self.fingerprints,
-                self.settings.fingerprint_ignore,
-                bool(suffix),
-            )
-            if service and notification.resource_path and any(h.fetch for h in handlers)
+            _Resource(notification, service, scope, self.settings.fingerprint_ignore)
+            if service and notification.resource_path and any(h.fetch for h in pending)
             else None
         )
+        fetch = resource is not None and not resource.gone
+        if resource is not None and scope.fetched(notification.tenant_id, resource.service, resource.path):
+            fetch = False
+        feedback = not notification.derived_id and (done is None or Feedback.due(notification, done))
+        self.visma.reserve(notification.tenant_id, int(fetch) + int(feedback))
+        if resource is not None:
+            resource.load()
+        return Plan(handlers, None, resource)
+
+    def run(
+        self, notification: Notification, plan: Plan, attempt: Attempt, checkpoint: Callable[[], None]
+    ) -> dict[str, Any]:
+        """The handlers not yet done, the checkpoint of their results, then the feedback."""
+        if plan.short is not None:
+            return plan.short
+        resource = plan.resource
         context = HandlerContext(
-            self.logger, notification.tenant_id, self.visma, notification.notification_id, service
+            self.logger,
+            notification.tenant_id,
+            self.visma,
+            notification.notification_id,
+            service_of(notification),
         )
-        # Records of one batch that name the same resource take turns, from the fingerprint
-        # check to storing the new one: the second sees what the first handed over, so one
-        # state reaches the handlers once, whichever record runs first.
-        turn = (
-            scope.hold(notification.tenant_id, resource.service, resource.path) if resource else nullcontext()
-        )
-        with turn:
-            results = {h.name: self._handler(h, notification, resource, context, suffix) for h in handlers}
-            failures = [f"{name}: {r['error']}" for name, r in results.items() if r["status"] == "failed"]
-            if not failures and resource is not None:
-                resource.remember()
-        return self._finish(notification, suffix, results, failures)
+        for entry in plan.handlers:
+            if entry.name not in attempt.handlers:
+                attempt.handlers[entry.name] = self._handler(entry, notification, resource, context)
+        results = {h.name: attempt.handlers[h.name] for h in plan.handlers}
+        failures = [f"{name}: {r['error']}" for name, r in results.items() if r["status"] == "failed"]
+        if resource is not None:
+            attempt.settle(None if failures else resource.kept(), not failures and resource.gone)
+        checkpoint()
+        return self._finish(notification, attempt, results, failures, resource)
 
     def _echo(self, notification: Notification) -> bool:
         ours = (self.visma.client_id or "").strip().casefold()
@@ -247,39 +339,40 @@ class HandlerStage:
         notification: Notification,
         resource: _Resource | None,
         context: HandlerContext,
-        suffix: str,
     ) -> dict[str, Any]:
-        def run() -> dict[str, Any]:
-            if resource is not None:
-                resource.load()
-            gone = notification.deleted or (resource is not None and resource.gone)
-            if not gone and resource is not None and resource.unchanged and not entry.unchanged:
+        if resource is not None and resource.error is not None:
+            status = resource.error.status
+            return {"status": "failed", "error": f"Visma answered {status} for {notification.resource_path}"}
+        gone = notification.deleted or (resource is not None and resource.gone)
+        if resource is not None and not gone:
+            if resource.superseded:
+                return {"status": "skipped", "reason": "superseded"}
+            if resource.unchanged and not entry.unchanged:
                 return {"status": "skipped", "reason": "resource unchanged"}
-            seen = notification.model_copy(update={"deleted": True}) if gone else notification
-            document = resource.document if resource is not None and entry.fetch and not gone else None
-            try:
-                result = {"status": "succeeded", "result": _jsonable(entry.fn(seen, document, context))}
-            except PermanentError as exc:
-                result = {"status": "failed", "error": str(exc) or type(exc).__name__}
-            return {**result, "deleted": True} if gone else result
-
-        key = f"handler#{entry.name}#{notification.tenant_id}#{notification.notification_id}{suffix}"
+        seen = notification.model_copy(update={"deleted": True}) if gone else notification
+        document = resource.document if resource is not None and entry.fetch and not gone else None
         try:
-            stored, _ = self.guard.once(key, run)
-        except PermanentVismaError as exc:
-            return {
-                "status": "failed",
-                "error": f"Visma answered {exc.status} for {notification.resource_path}",
-            }
-        return stored
+            result = {"status": "succeeded", "result": _jsonable(entry.fn(seen, document, context))}
+        except PermanentError as exc:
+            result = {"status": "failed", "error": str(exc) or type(exc).__name__}
+        return {**result, "deleted": True} if gone else result
 
     def _finish(
-        self, notification: Notification, suffix: str, results: dict[str, Any], failures: list[str]
+        self,
+        notification: Notification,
+        attempt: Attempt,
+        results: dict[str, Any],
+        failures: list[str],
+        resource: _Resource | None,
     ) -> dict[str, Any]:
         deleted = any(r.get("deleted") for r in results.values())
+        skipped = all(r["status"] == "skipped" for r in results.values())
         if failures:
             outcome, description = Outcome.FAILED, "; ".join(failures)
-        elif all(r["status"] == "skipped" for r in results.values()):
+        elif skipped and resource is not None and resource.superseded:
+            outcome = Outcome.SUPERSEDED
+            description = f"{SUPERSEDED} (fetched {resource.modified}, handed over {resource.state.modified})"
+        elif skipped:
             outcome, description = Outcome.UNCHANGED, f"{UNCHANGED} (skipped: {', '.join(results)})"
         else:
             outcome = Outcome.SUCCEEDED
@@ -287,7 +380,9 @@ class HandlerStage:
                 f"{name}: {_text(r.get('result')) if r['status'] == 'succeeded' else 'skipped, unchanged'}"
                 for name, r in results.items()
             )
-        feedback = self.feedback.post(notification, suffix, outcome is not Outcome.FAILED, description)
+        feedback = self.feedback.post(
+            notification, attempt, outcome is not Outcome.FAILED, description, reserved=True
+        )
         return {
             "outcome": outcome.value,
             "description": description,

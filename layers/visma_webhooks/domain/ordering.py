@@ -68,6 +68,16 @@ class Lease:
     acquired: bool
     state: ResourceState = ResourceState()
     held_for: float = 0.0  # not acquired: seconds the holder may still hold it
+    newer: bool = False  # taken on the condition that the fetched state is newer and differs
+
+
+@dataclass(frozen=True)
+class ResourceClaim:
+    """The resource a notification claims with it: ``fetched`` is None when it is gone."""
+
+    service: str
+    path: str
+    fetched: ResourceState | None
 
 
 def superseded(state: ResourceState, modified: str | None) -> bool:
@@ -78,4 +88,12 @@ def superseded(state: ResourceState, modified: str | None) -> bool:
 class ResourceStore(Protocol):
     """Leases and watermarks of resources, per (tenant, service, path)."""
 
-    def acquire(self, tenant_id: str, service: str, path: str, owner: str, until: float) -> Lease: ...
+    def acquire(self, tenant_id: str, service: str, path: str, owner: str, until: float) -> Lease:
+        """The lease (with the state handlers last received), unless another owner holds it."""
+        ...
+
+    def release(
+        self, tenant_id: str, service: str, path: str, owner: str, state: ResourceState | None, gone: bool
+    ) -> Any:
+        """The lease's release, for the write that records the notification's outcome."""
+        ...

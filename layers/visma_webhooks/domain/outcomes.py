@@ -7,21 +7,26 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from visma_webhooks.domain.ordering import Lease, ResourceClaim
+
 
 class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # permanent: not retried, failure feedback posted
     RETRYING = "retrying"  # transient: back on the queue after a backoff
-    THROTTLED = "throttled"  # Visma asked us to wait: back on the queue after that wait
+    THROTTLED = "throttled"  # waiting for the tenant's Visma budget: re-enqueued with a delay
+    WAITING = "waiting"  # another worker holds the notification or its resource: re-enqueued
     UNHANDLED = "unhandled"  # no handler matches the event
     ECHO = "echo"  # our own Visma client made the change: no handler opted in, no feedback
     UNCHANGED = "unchanged"  # the resource is as handlers last saw it: none opted in
+    SUPERSEDED = "superseded"  # handlers already received a newer state of the resource
     DUPLICATE = "duplicate"  # already processed
     INVALID = "invalid"  # the message is not a notification; kept (it returns, then the DLQ)
 
 
-RETRIED = frozenset({Outcome.RETRYING, Outcome.THROTTLED, Outcome.INVALID})
-FINAL = frozenset(Outcome) - RETRIED  # the copy is done with: its message is deleted
+RETRIED = frozenset({Outcome.RETRYING, Outcome.INVALID})  # a receive that counts toward the DLQ
+WAITED = frozenset({Outcome.THROTTLED, Outcome.WAITING})  # not a failure: a fresh copy waits
+FINAL = frozenset(Outcome) - RETRIED - WAITED  # the copy is done with: its message is deleted
 COMPLETED = FINAL - {Outcome.DUPLICATE}  # the notification itself was processed
 ALREADY_PROCESSED = "already processed: "  # a duplicate's description, followed by the outcome it found
 
@@ -46,17 +51,75 @@ class RecordResult:
         """True when the message must stay on the queue (a batch item failure)."""
         return self.outcome in RETRIED
 
+    @property
+    def wait(self) -> bool:
+        """True when a fresh copy of the message must wait ``retry_after`` seconds."""
+        return self.outcome in WAITED
 
-class OutcomeStore(Protocol):
-    """Where the history of each notification is kept (for ``status`` and ``inspect``), by tenant and id."""
 
-    def started(
+class ClaimStatus(StrEnum):
+    CLAIMED = "claimed"  # this copy holds the notification until its lease ends
+    COMPLETED = "completed"  # the notification (this run of it) was processed already
+    HELD = "held"  # another copy holds it right now
+
+
+@dataclass(frozen=True)
+class Claim:
+    status: ClaimStatus
+    stages: dict[str, Any] = field(default_factory=dict)  # what earlier copies finished
+    found: Outcome | None = None  # completed: its outcome
+    held_for: float = 0.0  # held: seconds the holder may still hold it
+    lease: Lease | None = None  # claimed with a resource: its lease (or who holds it)
+
+
+class NotificationState(Protocol):
+    """Each notification's one state item: its lease, the stages done, its history.
+
+    ``run`` tells a forced replay's stages from the notification's own (``main``).
+    """
+
+    def claim(
         self,
         tenant_id: str,
         notification_id: str,
+        run: str,
+        *,
+        owner: str,
+        until: float,
         attempt: int,
         message_id: str,
         summary: Mapping[str, Any],
-    ) -> None: ...
+        resource: ResourceClaim | None = None,
+    ) -> Claim: ...
 
-    def finished(self, tenant_id: str, notification_id: str, result: RecordResult) -> None: ...
+    def checkpoint(
+        self,
+        tenant_id: str,
+        notification_id: str,
+        run: str,
+        *,
+        owner: str,
+        stages: Mapping[str, Any],
+        release: Any = None,
+    ) -> None:
+        """Record the handlers' results (and ``release``) before the feedback is posted."""
+        ...
+
+    def finish(
+        self,
+        tenant_id: str,
+        notification_id: str,
+        run: str,
+        *,
+        owner: str,
+        result: RecordResult,
+        stages: Mapping[str, Any],
+        release: Any = None,
+    ) -> None:
+        """Record what became of this copy and give the lease back (and ``release``, the
+        resource's lease, in the same write)."""
+        ...
+
+    def note(self, tenant_id: str, notification_id: str, result: RecordResult) -> None:
+        """Add a copy's outcome to the history without holding the notification."""
+        ...

@@ -1,47 +1,59 @@
 """Processing one queued notification with exactly-once effects.
 
-Stages, each guarded by its own idempotency key so that a retry, a replay or a re-sent
-notification never repeats one that already succeeded. Every key holds the tenant: Visma's
-notification ids are unique per tenant only, so the same id from two tenants is two
-notifications, each with its own handlers and its own feedback.
+Each notification (per tenant: Visma's ids are unique per tenant only) has one state item
+(:class:`~visma_webhooks.domain.outcomes.NotificationState`): a copy **claims** it with
+one conditional write, which returns the stages earlier copies finished, runs only what
+is missing (:mod:`visma_webhooks.domain.handling`), and **finishes** it with one more
+write that records the outcome and gives back the notification's lease and its
+resource's (with the resource's new watermark). A copy that finds the notification
+completed is a duplicate; one that finds it held waits as long as the holder may hold it.
+A forced replay is a run of its own (``force-<id>``): it runs every stage again, once.
 
-* ``notification#<tenant>#<id>``: the whole notification; a completed one is a duplicate;
-* ``handler#<name>#<tenant>#<id>``: each matching handler (a retry after a crash runs only
-  the handlers that did not finish, and fetches the resource only if one of them runs);
-* ``feedback#<tenant>#<id>#ok`` / ``...#failed``: the WebhookNotificationFeedback post.
-
-What the handler stage does (echoes, fetching, deletions, unchanged resources, feedback)
-is in :mod:`visma_webhooks.domain.handling`.
+Waiting is not failing. A notification waiting for its tenant's budget, for a 429's
+``Retry-After`` or for a lease is ``throttled``/``waiting``: the processor function puts
+a fresh copy of it back on the queue with a delay and acknowledges this one, so that no
+wait, however long, uses up a receive that counts toward the DLQ.
 
 Error classes (:mod:`visma_webhooks.domain.errors`): :class:`PermanentVismaError` (4xx but
 404/410, which mean the resource is gone), an invalid notification and a handler's
 :class:`PermanentError` are permanent: no retry, feedback ``isSuccess: false``. Everything
-else is transient: the message returns to the queue after a backoff (or the wait Visma
-asked for), and on its last receive before the DLQ the failure feedback is posted. A
-notification that no handler matches is acknowledged without feedback (nobody processed
-it, so neither success nor failure is true), counted as ``unhandled``.
+else is transient: the message returns to the queue after a backoff, and on its last
+receive before the DLQ the failure feedback is posted, only if this copy holds the
+notification and knows it did not complete. A notification that no handler matches is
+acknowledged without feedback (nobody processed it, so neither success nor failure is
+true), counted as ``unhandled``.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import threading
-from collections.abc import Mapping
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+import uuid
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
 
-from visma_webhooks.domain.errors import StageInProgress, ThrottledError
-from visma_webhooks.domain.fingerprints import FingerprintStore
-from visma_webhooks.domain.handling import MAX_RESULT_CHARS, Feedback, HandlerStage, StageGuard, Visma
+from visma_webhooks.domain.batches import BatchScope, QueuedRecord
+from visma_webhooks.domain.errors import ResourceHeld, ThrottledError, VismaError
+from visma_webhooks.domain.handling import (
+    MAX_RESULT_CHARS,
+    Attempt,
+    Feedback,
+    HandlerStage,
+    Plan,
+    Visma,
+    service_of,
+)
 from visma_webhooks.domain.models import Notification
+from visma_webhooks.domain.ordering import ResourceStore
 from visma_webhooks.domain.outcomes import (
     ALREADY_PROCESSED,
+    Claim,
+    ClaimStatus,
+    NotificationState,
     Outcome,
-    OutcomeStore,
     RecordResult,
 )
 from visma_webhooks.domain.parsing import ItemError, PayloadError
@@ -50,57 +62,8 @@ from visma_webhooks.domain.settings import ProcessorSettings
 from visma_webhooks.notification_handlers import Registry
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS maximum: 12 hours
-
-
-@dataclass(frozen=True)
-class QueuedRecord:
-    """One SQS message as the processor sees it."""
-
-    message_id: str
-    body: str
-    attributes: Mapping[str, str] = field(default_factory=dict)
-    receive_count: int = 1
-
-
-class BatchScope:
-    """Per-batch state: each distinct (tenant, service, path) is fetched once, records that
-    name one resource take turns handling it, and a notification that appears twice in the
-    batch is processed by its first record only."""
-
-    def __init__(self, visma: Visma):
-        self._visma = visma
-        self._lock = threading.Lock()
-        self._fetches: dict[tuple[str, str, str], Future[Any]] = {}
-        self._holds: dict[tuple[str, str, str], threading.Lock] = {}
-        self._records: dict[str, Future[RecordResult]] = {}
-
-    def claim(self, key: str) -> Future[RecordResult] | None:
-        """None if this record is the first with ``key``; else the first one's future result."""
-        with self._lock:
-            if key in self._records:
-                return self._records[key]
-            self._records[key] = Future()
-            return None
-
-    def settle(self, key: str, result: RecordResult) -> None:
-        self._records[key].set_result(result)
-
-    def hold(self, tenant_id: str, service: str, path: str) -> threading.Lock:
-        """The resource's turn: held while one record checks, hands over and remembers it."""
-        with self._lock:
-            return self._holds.setdefault((tenant_id, service, path), threading.Lock())
-
-    def fetch(self, tenant_id: str, service: str, path: str) -> Any:
-        key = (tenant_id, service, path)
-        with self._lock:
-            existing = self._fetches.get(key)
-            future = self._fetches[key] = existing or Future()
-        if existing is None:
-            try:
-                future.set_result(self._visma.get(tenant_id, service, path))
-            except BaseException as exc:  # handed to every waiter, then re-raised
-                future.set_exception(exc)
-        return future.result()
+WAITS_ATTRIBUTE = "waits"  # a copy put back on the queue to wait (it has run before)
+MAIN_RUN = "main"
 
 
 class _Permanent(Exception):
@@ -122,109 +85,225 @@ class Processor:
         self,
         settings: ProcessorSettings,
         visma: Visma,
-        guard: StageGuard,
-        outcomes: OutcomeStore,
+        state: NotificationState,
+        resources: ResourceStore,
         registry: Registry,
         logger: Any,
-        *,
-        fingerprints: FingerprintStore,
     ):
         self.settings = settings
         self.visma = visma
-        self.guard = guard
-        self.outcomes = outcomes
+        self.state = state
+        self.resources = resources
         self.logger = logger
-        self.feedback = Feedback(settings, visma, guard)
-        self.handlers = HandlerStage(settings, visma, guard, fingerprints, registry, logger, self.feedback)
+        self.feedback = Feedback(settings, visma)
+        self.handlers = HandlerStage(settings, visma, resources, registry, logger, self.feedback)
 
-    def batch(self) -> BatchScope:
-        return BatchScope(self.visma)
+    def batch(self, deadline: float | None = None) -> BatchScope:
+        return BatchScope(self.visma, deadline)
 
     def process(self, record: QueuedRecord, scope: BatchScope) -> RecordResult:
-        """Process one record; never raises (the result says whether to retry)."""
+        """Process one record; never raises (the result says whether to retry or wait)."""
         try:
             notification = self._notification(record)
         except _Permanent as exc:
             return self._invalid(record, str(exc))
         except _StillInvalid as exc:
-            return self._still_invalid(record, exc)
-        suffix = (
-            f"#force-{record.attributes[FORCE_ATTRIBUTE]}" if record.attributes.get(FORCE_ATTRIBUTE) else ""
-        )
+            notification = Notification.model_construct(
+                notification_id=exc.notification_id,
+                tenant_id=exc.tenant_id,
+                derived_id=exc.derived_id,
+                source_format="legacy",
+                event=None,
+                resource_path=None,
+            )
+            if not exc.notification_id or not exc.tenant_id:
+                return self._still_invalid(record, str(exc), None)
+            return self._claimed(record, notification, scope, invalid=str(exc))
         nid, tenant = notification.notification_id, notification.tenant_id
-        result = RecordResult(record.message_id, Outcome.SUCCEEDED, nid, notification.event, tenant_id=tenant)
-        key = f"{tenant}#{nid}{suffix}"
+        key = f"{tenant}#{nid}#{_run(record)}"
         earlier = scope.claim(key)
-        if earlier is not None:
-            first: RecordResult = earlier.result()
-            if first.retry:
-                result.outcome, result.retry_after = first.outcome, first.retry_after
-                result.error = "retried with an earlier copy in the same batch"
-            else:
-                result.outcome, result.found = Outcome.DUPLICATE, first.found or first.outcome
-                result.description = "an earlier copy in the batch was processed"
-                self.outcomes.finished(tenant, nid, result)  # counted with the other absorbed copies
+        if earlier is None:
+            result = RecordResult(record.message_id, Outcome.RETRYING, nid, error="not processed")
+            try:
+                result = self._claimed(record, notification, scope)
+            finally:
+                scope.settle(key, result)
             return result
-        try:
-            self._process(record, notification, suffix, scope, result)
-        finally:
-            scope.settle(key, result)
+        first: RecordResult = earlier.result()
+        result = RecordResult(record.message_id, Outcome.DUPLICATE, nid, notification.event, tenant_id=tenant)
+        if first.retry or first.wait:
+            result.outcome, result.retry_after = first.outcome, first.retry_after
+            result.error = "retried with an earlier copy in the same batch"
+        else:
+            result.found = first.found or first.outcome
+            result.description = "an earlier copy in the batch was processed"
+            self.state.note(tenant, nid, result)  # counted with the other absorbed copies
         return result
 
-    def _process(
+    # -- one claimed notification ---------------------------------------------------------
+
+    def _claimed(
+        self, record: QueuedRecord, notification: Notification, scope: BatchScope, invalid: str | None = None
+    ) -> RecordResult:
+        nid, tenant = notification.notification_id, notification.tenant_id
+        result = RecordResult(record.message_id, Outcome.SUCCEEDED, nid, notification.event, tenant_id=tenant)
+        turn: AbstractContextManager[object] = nullcontext()
+        service = service_of(notification)
+        if invalid is None and service and notification.resource_path:
+            turn = scope.hold(tenant, service, notification.resource_path)
+        with turn:  # records of one resource in a batch take turns, from the fetch to the outcome
+            self._claim_and_run(record, notification, scope, result, invalid)
+        return result
+
+    def _claim_and_run(
         self,
         record: QueuedRecord,
         notification: Notification,
-        suffix: str,
         scope: BatchScope,
         result: RecordResult,
+        invalid: str | None,
     ) -> None:
         nid, tenant = notification.notification_id, notification.tenant_id
-        summary: dict[str, Any] = {
-            "tenant_id": tenant,
-            "event": notification.event,
-            "service": notification.service,
-            "resource_path": notification.resource_path,
-        }
-        if notification.api_client_id:
-            summary["api_client_id"] = notification.api_client_id
-        self.outcomes.started(tenant, nid, record.receive_count, record.message_id, summary)
+        run, owner = _run(record), f"{record.message_id}#{uuid.uuid4().hex[:12]}"
+        plan, early = None, None
+        # A first copy fetches before its claim, which then also takes the resource's lease
+        # in the same request; a later one claims first, to fetch only for what is missing.
+        first = record.receive_count == 1 and not record.attributes.get(WAITS_ATTRIBUTE)
         try:
-            stored, ran = self.guard.once(
-                f"notification#{tenant}#{nid}{suffix}", lambda: self.handlers.run(notification, scope, suffix)
+            if invalid is None and first:
+                plan = self.handlers.plan(notification, scope)
+        except VismaError as exc:  # before the claim: recorded once the notification is claimed
+            early = exc
+        except Exception as exc:  # the budget's table failed: nothing is known, nothing written
+            self._transient(record, notification, exc, result, None)
+            return
+        try:
+            resource = plan.resource if plan is not None and early is None else None
+            claim = self.state.claim(
+                tenant,
+                nid,
+                run,
+                owner=owner,
+                until=scope.deadline,
+                attempt=record.receive_count,
+                message_id=record.message_id,
+                summary=_summary(notification, record, invalid),
+                resource=resource.claim() if resource is not None else None,
             )
-            if not ran:
-                result.outcome, result.found = Outcome.DUPLICATE, Outcome(stored["outcome"])
-                result.description = f"{ALREADY_PROCESSED}{result.found}"
-            else:
-                result.outcome = Outcome(stored["outcome"])
-                result.description = stored.get("description", "")
-                result.handlers = stored.get("handlers", {})
-                result.feedback = stored.get("feedback")
-                result.deleted = bool(stored.get("deleted"))
+        except Exception as exc:  # the state is unknown: never "gave up" on a guess
+            self._transient(record, notification, exc, result, None)
+            return
+        if claim.status is not ClaimStatus.CLAIMED:
+            self._refused(notification, claim.status, claim.found, claim.held_for, result)
+            return
+        attempt = Attempt(owner, scope.deadline, forced=run != MAIN_RUN, stages=dict(claim.stages))
+        try:
+            if early is not None:
+                raise early
+            if invalid is None and plan is None:
+                plan, claim = self._plan_claimed(notification, scope, claim, attempt)
+            self._stages(notification, plan, claim, attempt, result, invalid, run)
+        except (ThrottledError, ResourceHeld) as exc:
+            self._wait(notification, exc, result)
         except Exception as exc:  # transient: the message goes back to the queue
-            self._transient(record, notification, suffix, exc, result)
-        self.outcomes.finished(tenant, nid, result)
+            self._transient(record, notification, exc, result, attempt)
+        attempt.settle()
+        self.state.finish(
+            tenant, nid, run, owner=owner, result=result, stages=attempt.stages, release=attempt.release
+        )
 
-    # -- failures -------------------------------------------------------------------------
+    def _plan_claimed(
+        self, notification: Notification, scope: BatchScope, claim: Claim, attempt: Attempt
+    ) -> tuple[Plan, Claim]:
+        """A later copy's plan, made knowing what earlier ones did; then the resource's lease."""
+        plan = self.handlers.plan(notification, scope, attempt)
+        if plan.resource is not None:
+            resource = plan.resource
+            lease = self.resources.acquire(
+                notification.tenant_id, resource.service, resource.path, attempt.owner, attempt.until
+            )
+            claim = replace(claim, lease=lease)
+        return plan, claim
+
+    def _stages(
+        self,
+        notification: Notification,
+        plan: Plan | None,
+        claim: Claim,
+        attempt: Attempt,
+        result: RecordResult,
+        invalid: str | None,
+        run: str,
+    ) -> None:
+        if invalid is not None or plan is None:
+            reason = invalid or "not a notification"
+            result.outcome, result.description, result.error = Outcome.FAILED, reason, reason
+            self.visma.reserve(notification.tenant_id, int(self.feedback.due(notification, attempt)))
+            result.feedback = self.feedback.post(notification, attempt, False, reason, reserved=True)
+            return
+        if plan.resource is not None and claim.lease is not None:
+            plan.resource.hold(claim.lease, self.resources, attempt)
+
+        def checkpoint() -> None:
+            self.state.checkpoint(
+                notification.tenant_id,
+                notification.notification_id,
+                run,
+                owner=attempt.owner,
+                stages=attempt.stages,
+                release=attempt.release,
+            )
+            attempt.release = None
+
+        stored = self.handlers.run(notification, plan, attempt, checkpoint)
+        result.outcome = Outcome(stored["outcome"])
+        result.description = stored.get("description", "")
+        result.handlers = stored.get("handlers", {})
+        result.feedback = stored.get("feedback")
+        result.deleted = bool(stored.get("deleted"))
+
+    def _refused(
+        self,
+        notification: Notification,
+        status: ClaimStatus,
+        found: Outcome | None,
+        held_for: float,
+        result: RecordResult,
+    ) -> RecordResult:
+        if status is ClaimStatus.COMPLETED:
+            result.outcome, result.found = Outcome.DUPLICATE, found
+            result.description = f"{ALREADY_PROCESSED}{found}"
+        else:
+            # The holder may hold it until its invocation's deadline: come back after that.
+            self._wait(notification, ResourceHeld("another copy holds the notification", held_for), result)
+        self.state.note(notification.tenant_id, notification.notification_id, result)
+        return result
+
+    # -- waits and failures -----------------------------------------------------------------
+
+    def _wait(self, notification: Notification, exc: Exception, result: RecordResult) -> None:
+        """Not a failure: a fresh copy comes back once the budget or the lease allows."""
+        throttled = isinstance(exc, ThrottledError)
+        wait = float(exc.retry_after if isinstance(exc, ThrottledError) else getattr(exc, "held_for", 0.0))
+        result.outcome = Outcome.THROTTLED if throttled else Outcome.WAITING
+        result.error = f"{type(exc).__name__}: {exc}"[:MAX_RESULT_CHARS]
+        result.retry_after = min(float(wait) + random.uniform(0.5, 2.0), MAX_VISIBILITY_SECONDS)
+        self.logger.info(
+            "notification waits",
+            extra={"notification_id": notification.notification_id, "outcome": result.outcome, "wait": wait},
+        )
 
     def _transient(
         self,
         record: QueuedRecord,
         notification: Notification,
-        suffix: str,
         exc: Exception,
         result: RecordResult,
-    ) -> None:
-        throttled = exc if isinstance(exc, ThrottledError) else None
-        result.outcome = Outcome.THROTTLED if throttled else Outcome.RETRYING
+        attempt: Attempt | None,
+    ) -> RecordResult:
+        result.outcome = Outcome.RETRYING
         result.error = f"{type(exc).__name__}: {exc}"[:MAX_RESULT_CHARS]
-        # A stage held by another worker backs off like any transient failure: if that worker
-        # crashed, the stage stays held until its invocation's deadline, and quicker retries
-        # would only use up this copy's receives and send it to the DLQ meanwhile.
-        result.retry_after = self._retry_after(
-            record.receive_count, throttled.retry_after if throttled else None
-        )
+        result.retry_after = self._retry_after(record.receive_count)
         self.logger.warning(
             "notification will be retried",
             extra={
@@ -233,22 +312,28 @@ class Processor:
                 "retry_after": result.retry_after,
             },
         )
-        if record.receive_count >= self.settings.max_receive_count and not isinstance(exc, StageInProgress):
-            # (Not when another worker holds the notification: that worker reports the outcome,
-            # and a "gave up" from this copy could land after its success feedback.)
-            description = f"gave up after {record.receive_count} attempts: {result.error}"
-            try:
-                result.feedback = self.feedback.post(notification, suffix, False, description)
-            except Exception as feedback_exc:  # the message still goes to the DLQ
-                result.feedback = {"posted": False, "is_success": False, "error": str(feedback_exc)[:200]}
+        if record.receive_count >= self.settings.max_receive_count and attempt is not None:
+            result.feedback = self._gave_up(notification, attempt, record.receive_count, result.error)
+        return result
 
-    def _retry_after(self, receive_count: int, wanted: float | None) -> float:
-        if wanted is not None:
-            delay = wanted + random.uniform(0, 1)
-        else:
-            delay = self.settings.retry_base_seconds * 2 ** max(0, receive_count - 1)
-            delay = min(delay, self.settings.retry_max_seconds) * random.uniform(0.8, 1.2)
-        return min(delay, MAX_VISIBILITY_SECONDS)
+    def _gave_up(
+        self, notification: Notification, attempt: Attempt, receives: int, error: str
+    ) -> dict[str, Any] | None:
+        """The failure feedback of the last receive: only while this copy holds the
+        notification, which it claimed as not completed, and never after a success post."""
+        if attempt.stages["feedback"].get("ok"):
+            return dict(attempt.stages["feedback"]["ok"])
+        description = f"gave up after {receives} attempts: {error}"
+        try:
+            self.visma.reserve(notification.tenant_id, int(self.feedback.due(notification, attempt)))
+            return self.feedback.post(notification, attempt, False, description, reserved=True)
+        except Exception as feedback_exc:  # the message still goes to the DLQ
+            return {"posted": False, "is_success": False, "error": str(feedback_exc)[:200]}
+
+    def _retry_after(self, receive_count: int) -> float:
+        delay: float = self.settings.retry_base_seconds * 2.0 ** max(0, receive_count - 1)
+        delay = min(delay, self.settings.retry_max_seconds) * random.uniform(0.8, 1.2)
+        return min(delay, float(MAX_VISIBILITY_SECONDS))
 
     def _invalid(self, record: QueuedRecord, reason: str) -> RecordResult:
         self.logger.error(
@@ -259,39 +344,17 @@ class Processor:
             Outcome.INVALID,
             record.attributes.get("notification_id"),
             error=reason,
-            retry_after=self._retry_after(record.receive_count, None),
+            retry_after=self._retry_after(record.receive_count),
         )
 
-    def _still_invalid(self, record: QueuedRecord, exc: _StillInvalid) -> RecordResult:
-        """Permanent: acknowledged, failure feedback when the ids are known, history kept."""
-        nid, reason = exc.notification_id, str(exc)
-        result = RecordResult(
-            record.message_id, Outcome.FAILED, nid, description=reason, error=reason, tenant_id=exc.tenant_id
-        )
-        if nid and exc.tenant_id:
-            self.outcomes.started(
-                exc.tenant_id,
-                nid,
-                record.receive_count,
-                record.message_id,
-                {"tenant_id": exc.tenant_id, "body": record.body[:MAX_RESULT_CHARS]},
-            )
-            stub = Notification.model_construct(
-                notification_id=nid, tenant_id=exc.tenant_id, derived_id=exc.derived_id
-            )
-            try:
-                result.feedback = self.feedback.post(stub, "", False, reason)
-            except Exception as feedback_exc:  # transient: keep the message and try again
-                result.outcome, result.error = (
-                    Outcome.RETRYING,
-                    f"feedback: {feedback_exc}"[:MAX_RESULT_CHARS],
-                )
-                result.retry_after = self._retry_after(record.receive_count, None)
-            self.outcomes.finished(exc.tenant_id, nid, result)
+    def _still_invalid(self, record: QueuedRecord, reason: str, tenant_id: str | None) -> RecordResult:
+        """Permanent, with no id or tenant to keep a history under: acknowledged."""
         self.logger.warning(
             "invalid notification acknowledged", extra={"message_id": record.message_id, "reason": reason}
         )
-        return result
+        return RecordResult(
+            record.message_id, Outcome.FAILED, None, description=reason, error=reason, tenant_id=tenant_id
+        )
 
     def _notification(self, record: QueuedRecord) -> Notification:
         """The message body as a notification; a quarantined item is re-validated."""
@@ -312,3 +375,23 @@ class Processor:
             return Notification.model_validate(body)
         except ValidationError as exc:
             raise _Permanent(f"not a notification: {exc.error_count()} error(s)") from None
+
+
+def _run(record: QueuedRecord) -> str:
+    """``main``, or a forced replay's own run."""
+    force = record.attributes.get(FORCE_ATTRIBUTE)
+    return f"force-{force}" if force else MAIN_RUN
+
+
+def _summary(notification: Notification, record: QueuedRecord, invalid: str | None) -> dict[str, Any]:
+    if invalid is not None:
+        return {"tenant_id": notification.tenant_id, "body": record.body[:MAX_RESULT_CHARS]}
+    summary: dict[str, Any] = {
+        "tenant_id": notification.tenant_id,
+        "event": notification.event,
+        "service": notification.service,
+        "resource_path": notification.resource_path,
+    }
+    if notification.api_client_id:
+        summary["api_client_id"] = notification.api_client_id
+    return summary

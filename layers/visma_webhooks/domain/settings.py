@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from visma_webhooks.domain.budgets import BudgetSettings
 from visma_webhooks.domain.errors import ConfigurationError
 from visma_webhooks.domain.fingerprints import DEFAULT_IGNORED_FIELDS, ignored_fields
 from visma_webhooks.domain.resources import ResourceRules
@@ -97,6 +98,7 @@ class ProcessorSettings:
     endpoints: Endpoints = field(default_factory=Endpoints)
     token_url: str = DEFAULT_TOKEN_URL
     fingerprint_ignore: frozenset[str] = DEFAULT_IGNORED_FIELDS
+    budget: BudgetSettings = field(default_factory=BudgetSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ProcessorSettings:
@@ -120,6 +122,11 @@ class ProcessorSettings:
             token_url=env.get("VISMA_TOKEN_URL") or DEFAULT_TOKEN_URL,
             fingerprint_ignore=ignored_fields((env.get("FINGERPRINT_IGNORE_FIELDS") or "").split(","))
             or DEFAULT_IGNORED_FIELDS,
+            budget=BudgetSettings(
+                reserve_percent=_number(env, "VISMA_BUDGET_RESERVE_PERCENT", float, 10.0),
+                window_seconds=_number(env, "VISMA_BUDGET_WINDOW_SECONDS", float, 3600.0),
+                assumed_limit=_number(env, "VISMA_BUDGET_ASSUMED_LIMIT", int, 500),
+            ),
         )
         settings.check()
         return settings
@@ -135,6 +142,12 @@ class ProcessorSettings:
             raise ConfigurationError("MAX_RECEIVE_COUNT must be at least 1")
         if self.ttl_seconds <= 0:
             raise ConfigurationError("IDEMPOTENCY_TTL_HOURS must be positive")
+        if not 0 <= self.budget.reserve_percent < 100:
+            raise ConfigurationError("VISMA_BUDGET_RESERVE_PERCENT must be from 0 to under 100")
+        if self.budget.window_seconds <= 0 or self.budget.assumed_limit < 1:
+            raise ConfigurationError(
+                "VISMA_BUDGET_WINDOW_SECONDS and VISMA_BUDGET_ASSUMED_LIMIT must be positive"
+            )
 
 
 # (base URL variable, scope variable) of each service; an empty scope: the client secret's.
