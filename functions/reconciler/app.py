@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 from visma_webhooks.adapters.aws import SDK_CONFIG, SqsBatchSender
 from visma_webhooks.adapters.visma_http import VismaClient
 from visma_webhooks.adapters.watermarks import DynamoDBCursorStore
-from visma_webhooks.domain.budgets import BudgetSettings
 from visma_webhooks.domain.errors import ConfigurationError
 from visma_webhooks.domain.queueing import BatchSender
 from visma_webhooks.domain.reconciler_settings import ReconcilerSettings
@@ -72,12 +71,7 @@ def visma_client() -> VismaClient:
         raise ConfigurationError(
             "the Visma client secret must be a JSON object with client_id and client_secret"
         )
-    budget = SharedBudget(
-        settings.visma.table_name,
-        _dynamodb,
-        secret["client_id"],
-        BudgetSettings(reserve_percent=settings.budget_reserve_percent),
-    )
+    budget = SharedBudget(settings.visma.table_name, _dynamodb, secret["client_id"], settings.visma.budget)
     return VismaClient(
         settings.visma.endpoints,
         settings.visma.token_url,

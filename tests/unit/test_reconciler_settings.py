@@ -15,7 +15,7 @@ def test_defaults():
     assert [e.name for e in settings.entities] == ["customer", "supplier", "inventory", "salesorder"]
     assert settings.tenants == ()
     assert settings.passes.lookback_seconds == 15 * 60
-    assert (settings.passes.page_size, settings.budget_reserve_percent) == (500, 10.0)
+    assert (settings.passes.page_size, settings.visma.budget.reserve_percent) == (500, 10.0)
     assert settings.visma.table_name == "t"
 
 

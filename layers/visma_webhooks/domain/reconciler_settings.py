@@ -5,8 +5,8 @@ variables, read by :class:`~visma_webhooks.domain.settings.ProcessorSettings`), 
 ``RECONCILE_ENTITIES`` (comma-separated, :data:`~visma_webhooks.domain.reconciling.ENTITIES`),
 ``RECONCILE_TENANTS`` (reconciled besides the tenants seen recently),
 ``RECONCILE_INTERVAL_MINUTES`` (a first pass looks back one interval),
-``RECONCILE_OVERLAP_SECONDS``, ``RECONCILE_SETTLE_SECONDS``, ``RECONCILE_PAGE_SIZE`` and
-``VISMA_BUDGET_RESERVE_PERCENT`` (the share of Visma's budget left to other integrations).
+``RECONCILE_OVERLAP_SECONDS``, ``RECONCILE_SETTLE_SECONDS`` and ``RECONCILE_PAGE_SIZE``.
+It spends the tenants' budget with the processor's ``VISMA_BUDGET_*`` settings.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ class ReconcilerSettings:
     entities: tuple[Entity, ...]
     tenants: tuple[str, ...] = ()
     passes: PassSettings = field(default_factory=PassSettings)
-    budget_reserve_percent: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ReconcilerSettings:
@@ -66,7 +65,6 @@ class ReconcilerSettings:
             entities=chosen,
             tenants=_csv(env.get("RECONCILE_TENANTS")),
             passes=passes,
-            budget_reserve_percent=_float(env, "VISMA_BUDGET_RESERVE_PERCENT", 10.0),
         )
         if not settings.visma.queue_url:
             raise ConfigurationError("QUEUE_URL must be set: the reconciler enqueues what it finds")
