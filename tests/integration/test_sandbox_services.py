@@ -81,7 +81,6 @@ def test_other_ids_are_synthesised_in_the_services_shape_and_missing_ids_are_404
     assert journal.json()["batchNumber"] == "9"
     for url, path in (
         (sandbox.salesorders_url, "/api/v3/SalesOrders/SO/missing-1"),
-        (sandbox.salesorders_url, "/api/v3/SalesOrders"),
         (sandbox.journaltx_url, "/api/v1/JournalTransactions/missing"),
     ):
         assert http.get(url + path, headers=headers, timeout=5).status_code == 404, path

@@ -34,6 +34,15 @@ Endpoints
   ``events/visma-services.json`` (service → path → document); other ids are synthesised
   in the service's shape (``orderType``, ``orderNo``, ``status``, ``lines``,
   ``lastModifiedDateTime``, ``timeStamp``...), ``missing`` ids are 404 as above.
+* Lists (:mod:`.lists`): ``GET /v1/{entity}`` (``lastModifiedDateTime`` with
+  ``lastModifiedDateTimeCondition``, ``pageNumber`` from 1, ``pageSize``; a JSON array,
+  each item with ``metadata`` ``{totalCount, maxPageSize}``), ``GET /api/v3/SalesOrders``
+  and ``.../SalesOrders/{orderType}`` (``modifiedSince``, ``customerId``, ``status``,
+  ``pageIndex`` from 0, ``pageSize``; ``{"value": [...], "totalCount"}``), ``GET
+  /api/v1/JournalTransactions`` (as Financials). They show the stored resources (fixtures,
+  documents added, written or created; never synthesised or deleted ones) ordered by
+  ``lastModifiedDateTime``, then path. Every stored resource has a ``lastModifiedDateTime``
+  (given, or set when it is stored) and each change sets a later one.
 * ``POST /v1/webhooknotificationfeedback``: recorded as ``{tenant, notificationId,
   source, description, isSuccess, received_at}``; answers 201.
 * Writes (POST, PUT, PATCH; answered 201 for POST, else 204) are recorded in ``writes``
@@ -106,6 +115,7 @@ The same operations are methods and properties of :class:`VismaSandbox`.
 
 Modules: :mod:`.server` (the ports and each request's path), :mod:`.httpserver`,
 :mod:`.services` (what each service serves and fires), :mod:`.api` (the ERP API calls),
+:mod:`.lists` (the list endpoints),
 :mod:`.tokens`, :mod:`.faults`, :mod:`.budget` (the rate limit), :mod:`.fixtures` (documents),
 :mod:`.webhooks` (the dispatcher), :mod:`.operations` (the Python control API) and
 :mod:`.control` (the control API over HTTP).

@@ -10,6 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from visma_webhooks.domain.services import FINANCIALS
+from visma_webhooks_local.sandbox.lists import answer, list_of
 from visma_webhooks_local.sandbox.responses import FEEDBACK_PATH, Response, now_iso
 from visma_webhooks_local.sandbox.services import SandboxService
 
@@ -31,7 +32,10 @@ def route(
     """Answer one authenticated API call; ``caller`` is the token's (tenant, client id)."""
     tenant, client = caller
     if method in ("GET", "HEAD"):
+        listed = list_of(svc, path)
         with sandbox._lock:
+            if listed is not None:
+                return answer(sandbox.documents, svc, listed, query)
             document = sandbox.documents.get(svc.name, path)
         if document is None:
             return Response(404, {"message": f"resource not found: {path}"})

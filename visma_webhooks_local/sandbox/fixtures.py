@@ -11,10 +11,11 @@ import copy
 import itertools
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from visma_webhooks.domain.ordering import modified_at
 from visma_webhooks.domain.services import FINANCIALS
 from visma_webhooks_local.sandbox.services import SANDBOX_SERVICES, service
 
@@ -23,6 +24,8 @@ DEFAULT_FIXTURES = PROJECT_ROOT / "events" / "visma-resources.json"
 DEFAULT_SERVICE_FIXTURES = PROJECT_ROOT / "events" / "visma-services.json"
 
 Fixtures = str | Path | Mapping[str, Any] | None
+MODIFIED = "lastModifiedDateTime"
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 def _read(fixtures: Fixtures, default: Path) -> dict[str, Any]:
@@ -71,11 +74,52 @@ class Documents:
         self._fixtures |= load_service_fixtures(others)
         self._fixtures[FINANCIALS] = load_fixtures(financials)
         self._stamps = itertools.count(1)
+        self._last = datetime.min.replace(tzinfo=UTC)
         self.reset()
 
     def reset(self) -> None:
+        """The fixtures again; one without ``lastModifiedDateTime`` gets one, as every resource has."""
         self.by_service: dict[str, dict[str, Any]] = copy.deepcopy(self._fixtures)
         self.deleted: dict[str, set[str]] = {name: set() for name in SANDBOX_SERVICES}
+        for name, documents in self.by_service.items():
+            for path, document in documents.items():
+                if SANDBOX_SERVICES[name].match(path) is not None:
+                    self._created(document)
+
+    def modified(self, current: Any = None) -> str:
+        """A new ``lastModifiedDateTime`` (UTC, milliseconds, no offset, as Visma writes it).
+
+        Later than ``current``'s own and than every time stored before, as a change made now
+        is in Visma: so each resource's only increases, two changes never share one, and a
+        client paging with a watermark meets every change after it.
+        """
+        self._seen(current)
+        now = datetime.now(UTC)
+        self._last = max(now.replace(microsecond=now.microsecond // 1000 * 1000), self._last + _MILLISECOND)
+        return self._last.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self._last.microsecond // 1000:03d}"
+
+    def _seen(self, document: Any) -> None:
+        known = modified_at(document)
+        if known is not None:
+            self._last = max(
+                self._last, datetime.strptime(known, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            )
+
+    def _created(self, document: Any) -> None:
+        if isinstance(document, dict) and MODIFIED not in document:
+            document[MODIFIED] = self.modified()
+        self._seen(document)
+
+    def stored(self, service_name: str) -> list[tuple[str, Any]]:
+        """(path, a copy of the document) of every stored resource that exists (what a list shows)."""
+        svc = SANDBOX_SERVICES[service_name]
+        return [
+            (path, copy.deepcopy(document))
+            for path, document in self.by_service[service_name].items()
+            if isinstance(document, dict)
+            and svc.match(path) is not None
+            and path not in self.deleted[service_name]
+        ]
 
     def get(self, service_name: str, path: str) -> Any:
         """The document at ``path`` (a copy), a synthesised one, or None for a 404.
@@ -99,9 +143,12 @@ class Documents:
         return copy.deepcopy(document)
 
     def put(self, service_name: str, path: str, document: Any) -> None:
+        """Store a document as given; a resource without ``lastModifiedDateTime`` gets one."""
         if not SANDBOX_SERVICES[service_name].api.match(path):
             raise ValueError(f"{path} is not a path of the {service_name} API")
-        self.by_service[service_name][path] = copy.deepcopy(document)
+        stored = self.by_service[service_name][path] = copy.deepcopy(document)
+        if SANDBOX_SERVICES[service_name].match(path) is not None:
+            self._created(stored)
         self.deleted[service_name].discard(path)
 
     def write(self, service_name: str, path: str, body: Any) -> Any:
@@ -114,7 +161,7 @@ class Documents:
         if not isinstance(current, dict) or SANDBOX_SERVICES[service_name].match(path) is None:
             return None
         updated = {**current, **(_unwrapped(body) if isinstance(body, Mapping) else {})}
-        updated["lastModifiedDateTime"] = datetime.now(UTC).isoformat(timespec="milliseconds")[:-6]
+        updated[MODIFIED] = self.modified(current)
         updated["timeStamp"] = base64.b64encode(next(self._stamps).to_bytes(8, "big")).decode()
         self.by_service[service_name][path] = updated
         return copy.deepcopy(updated)

@@ -44,6 +44,7 @@ class SandboxService:
     publisher: str
     synthesise: Callable[[re.Match[str]], dict[str, Any]]
     event: Callable[[str, str], str]  # (entity, "changed"|"created"|"deleted") → event name
+    collection: re.Pattern[str]  # its list endpoints; each group names what a listed resource's matches
 
     @property
     def public_base_url(self) -> str:
@@ -120,6 +121,7 @@ SANDBOX_SERVICES: dict[str, SandboxService] = {
             FINANCIAL_PUBLISHER,
             _financial_document,
             _financial_event,
+            re.compile(r"^/(v[12])/([A-Za-z]+)$"),
         ),
         SandboxService(
             SALESORDERS,
@@ -128,6 +130,7 @@ SANDBOX_SERVICES: dict[str, SandboxService] = {
             SALESORDER_PUBLISHER,
             _salesorder_document,
             _salesorder_event,
+            re.compile(r"^/api/v3/(SalesOrders)(?:/([^/]+))?$", re.IGNORECASE),
         ),
         SandboxService(
             JOURNAL_TRANSACTIONS,
@@ -136,6 +139,7 @@ SANDBOX_SERVICES: dict[str, SandboxService] = {
             FINANCIAL_PUBLISHER,
             _journal_document,
             _journal_event,
+            re.compile(r"^/api/v1/(JournalTransactions)$", re.IGNORECASE),
         ),
     )
 }
