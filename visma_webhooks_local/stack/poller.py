@@ -8,16 +8,40 @@ visibility ends (the processor itself sets it to the backoff), and after ``maxRe
 receives SQS moves them to the DLQ. A function error, or an invocation that runs past the
 function timeout (Lambda would have stopped it), leaves the whole batch to return.
 
-A poller holds no state of its own between batches, so it can be stopped at any point
-(even killed) and started again, in this process or another one.
+Fair queues. On AWS the queue is a fair queue (``MessageGroupId`` = tenant): SQS prefers
+messages of groups with few messages in flight, so one tenant's backlog does not delay
+another's. moto delivers in the order messages were sent, so the pollers of one stack
+emulate it with a :class:`FairShare`: it counts the records in flight per group across
+those pollers, and when the groups that could fill the next batch already have a full
+batch in flight, it receives further ahead (up to ``lookahead`` messages) and holds what it
+received, invisible, until a poller takes it. Each batch is taken group by group, fewest in
+flight first (the oldest message breaks a tie), so a quiet tenant's notifications go into
+the next batch whatever is queued before them. Without a crowded group nothing is held
+beyond the batch being taken, as before.
+
+Why holding, and not putting the crowded group's surplus back: every ``ReceiveMessage`` of
+a message counts toward ``maxReceiveCount`` (``ChangeMessageVisibility`` does not), so
+putting messages back to receive them again would push them toward the DLQ. A held message
+is received once for the invocation it goes to: a keeper thread extends its visibility
+(``ChangeMessageVisibility``) before it ends, so it never returns while held. On a stop,
+held messages are made visible again at once; only a stop or a kill of the process costs
+such a message the one receive it had (as a mapping that is disabled mid-poll does), and
+after a kill they return when their visibility ends. With one poller nothing is in flight
+between batches, so, as on AWS, fairness needs concurrent pollers (``--pollers N``).
+
+Between batches a poller holds nothing of its own (the stack's share holds the messages
+received ahead), so it can be stopped at any point (even killed) and started again, in this
+process or another one.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +49,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore, OutcomeRecord
 from visma_webhooks.domain.outcomes import FINAL
-from visma_webhooks.domain.queueing import message_attribute
+from visma_webhooks.domain.queueing import group_id, message_attribute
 from visma_webhooks_local.stack.lambda_events import LambdaContext, sqs_event
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 10
+FAIR_LOOKAHEAD = 200  # messages a stack's pollers may hold received ahead, to look past a backlog
+KEEP_INTERVAL = 1.0  # seconds between the keeper's visibility checks of held messages
 
 
 @dataclass
@@ -64,6 +90,206 @@ def join_all(pollers: Sequence[Poller], timeout: float, abandon: threading.Event
     return True
 
 
+def message_group(message: dict[str, Any]) -> str:
+    """A received message's fair-queue group: its ``MessageGroupId``, else its tenant's."""
+    return (message.get("Attributes") or {}).get("MessageGroupId") or group_id(
+        message_attribute(message, "tenant_id")
+    )
+
+
+@dataclass
+class _Held:
+    message: dict[str, Any]
+    seq: int  # arrival order: the oldest message of the least busy group goes first
+    deadline: float  # monotonic time at which its visibility ends
+
+
+class FairShare:
+    """Fair-queue delivery shared by the pollers of one stack (see the module docstring).
+
+    Thread-safe: any poller fills, takes and finishes batches through it. ``crowd`` is the
+    number of records in flight that makes a group crowded (default: a full batch).
+    """
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        *,
+        visibility_timeout: float,
+        invocation_timeout: float,
+        lookahead: int = FAIR_LOOKAHEAD,
+        crowd: int = MAX_BATCH,
+    ):
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.visibility_timeout = max(1, int(visibility_timeout))
+        # A held message is made visible for longer once less than this is left: enough for
+        # an invocation, so that it never reappears while it is being processed.
+        self.margin = min(self.visibility_timeout / 2, invocation_timeout + 5)
+        self.lookahead = max(MAX_BATCH, lookahead)
+        self.crowd = max(1, crowd)
+        self._lock = threading.Lock()  # the held messages and the counts
+        self._filling = threading.RLock()  # one poller receives and takes at a time
+        self._held: dict[str, deque[_Held]] = {}
+        self._in_flight: Counter[str] = Counter()
+        self._seq = itertools.count()
+        self._keeper: threading.Thread | None = None
+
+    @property
+    def held(self) -> int:
+        with self._lock:
+            return sum(len(q) for q in self._held.values())
+
+    def in_flight(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._in_flight)
+
+    def batch(self, size: int, wait: int, stop: threading.Event) -> list[dict[str, Any]]:
+        """Receive what is needed (:meth:`fill`) and take a batch (:meth:`take`), as one step:
+        another poller's fill then counts this batch as in flight."""
+        with self._filling:
+            self.fill(size, wait, stop)
+            return self.take(size)
+
+    # -- receiving ahead ----------------------------------------------------------------------
+
+    def fill(self, size: int, wait: int, stop: threading.Event) -> None:
+        """Receive until the held messages can make a fair batch of ``size``, the lookahead
+        is full or the queue has nothing more; long-poll (``wait``) only when nothing is held."""
+        with self._filling:
+            first = True
+            while not stop.is_set():
+                with self._lock:
+                    held = sum(len(q) for q in self._held.values())
+                    if held >= self.lookahead or self._uncrowded() >= size:
+                        return
+                started = time.monotonic()
+                messages = self.sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=min(MAX_BATCH, self.lookahead - held),
+                    WaitTimeSeconds=wait if first and not held else 0,
+                    VisibilityTimeout=self.visibility_timeout,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                ).get("Messages", [])
+                first = False
+                if not messages:
+                    return
+                self._hold(messages, started + self.visibility_timeout)
+
+    def _uncrowded(self) -> int:
+        """How many held messages a batch could take from groups below the crowd (lock held)."""
+        return sum(min(len(q), max(0, self.crowd - self._in_flight[g])) for g, q in self._held.items())
+
+    def _hold(self, messages: Iterable[dict[str, Any]], deadline: float) -> None:
+        with self._lock:
+            for m in messages:
+                queue = self._held.setdefault(message_group(m), deque())
+                for held in queue:  # received again (its visibility ran out): the new receipt counts
+                    if held.message["MessageId"] == m["MessageId"]:
+                        held.message, held.deadline = m, deadline
+                        break
+                else:
+                    queue.append(_Held(m, next(self._seq), deadline))
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def take(self, size: int) -> list[dict[str, Any]]:
+        """Up to ``size`` held messages, one at a time from the group with the fewest in flight
+        (counting those already taken); they count as in flight until :meth:`done`."""
+        with self._lock:
+            taken: list[_Held] = []
+            while len(taken) < size and self._held:
+                group = min(self._held, key=lambda g: (self._in_flight[g], self._held[g][0].seq))
+                queue = self._held[group]
+                taken.append(queue.popleft())
+                if not queue:
+                    del self._held[group]
+                self._in_flight[group] += 1
+            now = time.monotonic()
+            lost = self._extend([h for h in taken if h.deadline - now < self.margin])
+            if lost:
+                self._finish(h.message for h in taken if h.message["MessageId"] in lost)
+            return [h.message for h in taken if h.message["MessageId"] not in lost]
+
+    def done(self, messages: Iterable[dict[str, Any]]) -> None:
+        """A batch is over: its records are no longer in flight."""
+        with self._lock:
+            self._finish(messages)
+
+    def _finish(self, messages: Iterable[dict[str, Any]]) -> None:
+        for m in messages:
+            group = message_group(m)
+            if self._in_flight[group] > 1:
+                self._in_flight[group] -= 1
+            else:
+                self._in_flight.pop(group, None)
+
+    # -- visibility ---------------------------------------------------------------------------
+
+    def keep(self, stop: threading.Event) -> None:
+        """Start the keeper (once): it extends held messages' visibility until ``stop``."""
+        with self._lock:
+            if self._keeper is not None and self._keeper.is_alive():
+                return
+            self._keeper = threading.Thread(target=self._keep, args=(stop,), name="fair-keeper", daemon=True)
+            self._keeper.start()
+
+    def _keep(self, stop: threading.Event) -> None:
+        while not stop.wait(KEEP_INTERVAL):
+            try:
+                self.refresh()
+            except (BotoCoreError, ClientError) as exc:
+                log.warning("could not extend the visibility of held messages: %s", exc)
+
+    def refresh(self) -> None:
+        """Extend the visibility of held messages that have less than the margin left; one
+        that cannot be extended (its receipt is no longer valid) is let go, it returns."""
+        with self._lock:
+            now = time.monotonic()
+            lost = self._extend([h for q in self._held.values() for h in q if h.deadline - now < self.margin])
+            for group in list(self._held):
+                kept = deque(h for h in self._held[group] if h.message["MessageId"] not in lost)
+                if kept:
+                    self._held[group] = kept
+                else:
+                    del self._held[group]
+
+    def release(self) -> None:
+        """Make every held message visible again at once (the pollers are stopping)."""
+        with self._lock:
+            held = [h for q in self._held.values() for h in q]
+            self._held.clear()
+            self._change([h.message for h in held], 0)
+
+    def _extend(self, items: Sequence[_Held]) -> set[str]:
+        """Extend ``items`` to a full visibility timeout (lock held); the ids that failed."""
+        deadline = time.monotonic() + self.visibility_timeout
+        lost = self._change([h.message for h in items], self.visibility_timeout)
+        for h in items:
+            if h.message["MessageId"] not in lost:
+                h.deadline = deadline
+        return lost
+
+    def _change(self, messages: Sequence[dict[str, Any]], timeout: int) -> set[str]:
+        lost: set[str] = set()
+        for start in range(0, len(messages), MAX_BATCH):
+            chunk = messages[start : start + MAX_BATCH]
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": timeout}
+                for i, m in enumerate(chunk)
+            ]
+            try:
+                response = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+                failed = {f["Id"] for f in response.get("Failed", [])}
+            except (BotoCoreError, ClientError) as exc:
+                log.warning("ChangeMessageVisibilityBatch failed: %s", exc)
+                failed = {e["Id"] for e in entries}
+            lost.update(chunk[int(i)]["MessageId"] for i in failed)
+        return lost
+
+
 Invoke = Callable[[dict[str, Any], Any], dict[str, Any]]
 Report = Callable[[list[ProcessedRecord]], None]
 
@@ -94,6 +320,7 @@ class Poller:
         report: Report | None = None,
         stop: threading.Event | None = None,
         name: str = "poller",
+        fair: FairShare | None = None,
     ):
         self.config = config
         self.sqs = sqs
@@ -102,6 +329,7 @@ class Poller:
         self.report = report
         self.stop_event = stop or threading.Event()
         self.name = name
+        self.fair = fair  # shared with the stack's other pollers; None: plain receives
         self.busy = threading.Event()  # set while a batch is in flight
         self.batches = 0
         self._thread: threading.Thread | None = None
@@ -109,6 +337,8 @@ class Poller:
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> Poller:
+        if self.fair is not None:
+            self.fair.keep(self.stop_event)
         self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)
         self._thread.start()
         return self
@@ -131,8 +361,12 @@ class Poller:
                 self.stop_event.wait(min(5.0, 0.5 * failures))
                 continue
             failures = 0
+            if self.fair is not None and self.stop_event.is_set():
+                self.fair.release()  # stopping: what was received ahead goes back before this batch runs
             if messages:
                 self.process(messages)
+        if self.fair is not None:
+            self.fair.release()
 
     # -- one batch ------------------------------------------------------------------------
 
@@ -144,7 +378,11 @@ class Poller:
         if messages and c.batching_window > 0:
             deadline = time.monotonic() + c.batching_window
             while len(messages) < size and time.monotonic() < deadline and not self.stop_event.is_set():
-                more = self._receive(size - len(messages), 0)
+                try:
+                    more = self._receive(size - len(messages), 0)
+                except (BotoCoreError, ClientError) as exc:  # what was received still goes out
+                    log.warning("ReceiveMessage failed within the batching window: %s", exc)
+                    break
                 if more:
                     messages.extend(more)
                 else:
@@ -152,6 +390,8 @@ class Poller:
         return messages
 
     def _receive(self, count: int, wait: int) -> list[dict[str, Any]]:
+        if self.fair is not None:
+            return self.fair.batch(count, wait, self.stop_event)
         response = self.sqs.receive_message(
             QueueUrl=self.config.queue_url,
             MaxNumberOfMessages=count,
@@ -202,6 +442,8 @@ class Poller:
             self._delete([m for m in messages if m["MessageId"] not in failed])
             return records
         finally:
+            if self.fair is not None:
+                self.fair.done(messages)
             self.busy.clear()
 
     def _delete(self, messages: Sequence[dict[str, Any]]) -> None:
