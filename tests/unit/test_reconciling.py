@@ -20,6 +20,7 @@ from visma_webhooks.domain.reconciling import (
     candidates,
     entities,
     listed_items,
+    listed_total,
     missed_after,
     pass_done,
     select,
@@ -47,11 +48,12 @@ def test_each_service_pages_and_filters_as_visma_documents():
         "pageNumber": "2",
         "pageSize": "100",
     }
-    assert ORDERS.params(t(0), 1, 50) == {
+    assert ORDERS.params(t(0), 0, 50) == {
         "modifiedSince": "2025-06-01T11:00:00.000",
-        "pageIndex": "1",
+        "pageIndex": "0",
         "pageSize": "50",
     }
+    assert (CUSTOMER.first_page, ORDERS.first_page) == (1, 0)  # pageNumber from 1, pageIndex from 0
     assert CUSTOMER.params(None, 1, 10) == {"pageNumber": "1", "pageSize": "10"}  # a backfill from the start
 
 
@@ -72,9 +74,12 @@ def test_a_listed_item_names_its_resource_path():
 
 def test_list_answers_are_read_as_arrays_or_paged_objects():
     assert listed_items([{"a": 1}, "junk"]) == [{"a": 1}]
-    assert listed_items({"records": [{"a": 1}], "totalCount": 1}) == [{"a": 1}]
+    assert listed_items({"value": [{"a": 1}], "totalCount": 1}) == [{"a": 1}]
     assert listed_items({"unexpected": 1}) == []
     assert listed_items(None) == []
+    assert listed_total({"value": [], "totalCount": 7}) == 7
+    assert listed_total([{"a": 1, "metadata": {"totalCount": 9}}]) == 9
+    assert listed_total([{"a": 1}]) is None
 
 
 def test_unknown_entities_are_refused():
@@ -95,7 +100,7 @@ def test_the_watermark_moves_to_the_cutoff_only_when_the_pass_is_done_and_never_
     cursor = replace(Cursor(watermark=t(50)), since=t(45), cutoff=t(40), page=3)
     assert pass_done(cursor, NOW).watermark == t(50)
     assert pass_done(replace(cursor, cutoff=t(58)), NOW).watermark == t(58)
-    assert pass_done(cursor, NOW).page == 0
+    assert not pass_done(cursor, NOW).in_pass
 
 
 def test_candidates_take_the_newest_state_per_path_up_to_the_cutoff():
@@ -215,7 +220,7 @@ def test_one_pass_pages_until_a_short_page_and_enqueues_each_unseen_state_once()
     assert [c["pageNumber"] for c in visma.calls] == ["1", "2", "3"]
     assert len(set(sender.ids)) == 5
     cursor = store.cursors[("reconcile", "t1", "customer")]
-    assert (cursor.watermark, cursor.page, cursor.missed) == (t(58), 0, 5)
+    assert (cursor.watermark, cursor.in_pass, cursor.missed) == (t(58), False, 5)
 
 
 def test_a_page_exactly_full_at_the_end_costs_one_empty_page():

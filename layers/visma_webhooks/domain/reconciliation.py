@@ -25,6 +25,7 @@ from visma_webhooks.domain.reconciling import (
     Origin,
     candidates,
     listed_items,
+    listed_total,
     missed_after,
     page_done,
     pass_done,
@@ -95,6 +96,7 @@ class EntityRun:
     calls: int = 0
     retry_after: float | None = None
     error: str | None = None
+    total: int | None = None  # items in the whole list, where Visma says
     cursor: Cursor = field(default_factory=Cursor)
 
 
@@ -150,6 +152,7 @@ class Walk:
             priority=Priority.BACKGROUND,
         )
         items = listed_items(body)
+        run.total = listed_total(body) if items else run.total
         found = candidates(items, entity, cursor.cutoff)
         seen = self.store.seen(run.tenant_id, entity.service, list(found)) if found else {}
         count_missed = kind == "reconcile"

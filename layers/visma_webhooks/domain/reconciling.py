@@ -39,6 +39,7 @@ Origin = Literal["reconciler", "backfill"]
 ID_PREFIX = "reconciled:"
 LIST_KEYS = ("records", "items", "data", "value", "results")  # where a paged answer keeps its items
 DEFAULT_PAGE_SIZE = 500
+NO_PASS = -1  # a cursor's page when no pass is under way (SalesOrders V3 pages from 0)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class Entity:
 
     @property
     def first_page(self) -> int:
-        return 1
+        """Financials' ``pageNumber`` counts from 1, SalesOrders V3's ``pageIndex`` from 0."""
+        return 0 if self.paging == "salesorders" else 1
 
     def params(self, since: str | None, page: int, page_size: int) -> dict[str, str]:
         """The list request's query: the since-filter (``>=``, UTC without offset) and the page."""
@@ -141,6 +143,18 @@ def stamp(when: datetime) -> str:
     return text
 
 
+def listed_total(body: Any) -> int | None:
+    """How many items the whole filtered list has, where Visma says: a paged answer's
+    ``totalCount``, or the ``metadata.totalCount`` Financials puts in each item."""
+    if isinstance(body, Mapping):
+        total = body.get("totalCount")
+    else:
+        items = listed_items(body)
+        metadata = items[0].get("metadata") if items else None
+        total = metadata.get("totalCount") if isinstance(metadata, Mapping) else None
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
 def listed_items(body: Any) -> list[Mapping[str, Any]]:
     """The items of a list answer: a JSON array, or an object holding one (``records``...)."""
     if isinstance(body, Mapping):
@@ -156,7 +170,7 @@ class Cursor:
     """The stored progress of one (tenant, service, entity): its watermark and any pass under way.
 
     ``watermark``: every change up to it was handled or enqueued. A pass under way has
-    ``page`` > 0 (the next page to read), its filter ``since`` and its ``cutoff``; it
+    ``page`` ≥ 0 (the next page to read), its filter ``since`` and its ``cutoff``; it
     counts ``pages``, ``listed`` and ``enqueued``. ``missed`` is the running total of
     changes found that no webhook had delivered.
     """
@@ -164,7 +178,7 @@ class Cursor:
     watermark: str | None = None
     since: str | None = None
     cutoff: str | None = None
-    page: int = 0
+    page: int = NO_PASS
     pages: int = 0
     listed: int = 0
     enqueued: int = 0
@@ -175,7 +189,7 @@ class Cursor:
 
     @property
     def in_pass(self) -> bool:
-        return self.page > 0
+        return self.page != NO_PASS
 
 
 def start_pass(
@@ -262,7 +276,7 @@ def page_done(cursor: Cursor, listed: int, changes: Sequence[Change], count_miss
 def pass_done(cursor: Cursor, now: str) -> Cursor:
     """The pass read its last page: the watermark moves to its cutoff (never back)."""
     watermark = max(filter(None, (cursor.watermark, cursor.cutoff)), default=None)
-    return replace(cursor, watermark=watermark, page=0, finished_at=now)
+    return replace(cursor, watermark=watermark, page=NO_PASS, finished_at=now)
 
 
 def synthetic(tenant_id: str, entity: Entity, change: Change, origin: Origin) -> Notification:
