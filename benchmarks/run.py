@@ -99,6 +99,12 @@ def _sqs_calls(observed: list[dict[str, int]]) -> str:
     return f"SQS calls varied: {observed}"
 
 
+def _requests(requests: dict[str, float]) -> str:
+    """DynamoDB requests by operation: ``2 TransactWriteItems, 1 UpdateItem, 0.2 PutItem``."""
+    by_count = sorted(((n, op) for op, n in requests.items() if op != "total"), key=lambda x: (-x[0], x[1]))
+    return ", ".join(f"{n:g} {op}" for n, op in by_count)
+
+
 def _visma_calls(calls: dict[str, int]) -> str:
     names = {"GET customer": "GET", "POST webhooknotificationfeedback": "feedback POST", "token": "token"}
     return ", ".join(f"{v} {names.get(k, k)}" for k, v in sorted(calls.items()))
@@ -138,13 +144,30 @@ def _processor_rows(proc: dict[str, Any]) -> list[Row]:
         ("processor", PROCESSOR_LABELS[name], f"{_ms(value)} · {_visma_calls(calls[name]['visma'])}")
         for name, value in proc["handler_ms"].items()
     ]
+    dynamodb = proc["dynamodb_requests_per_notification"]
+    rows.append(
+        (
+            "processor",
+            "DynamoDB requests per notification, batch of 10 (budget included)",
+            f"{dynamodb['batch']['total']:g} · {_requests(dynamodb['batch'])}",
+        )
+    )
+    rows += [
+        (
+            "processor",
+            f"DynamoDB requests of one record alone ({alone['invocations']} of 10 invocations)",
+            f"{alone['total']} · {_requests(alone['requests'])}",
+        )
+        for alone in dynamodb["alone"]
+    ]
     floor = proc["aws_emulator"]
     rows.append(
         (
             "processor",
             f"moto alone: the batch's {sum(floor['dynamodb_calls'].values())} DynamoDB requests "
             "replayed, 1 record's / all 10 from 10 threads",
-            f"{_ms(floor['one_record_replayed_ms'])} / {_ms(floor['batch_replayed_from_threads_ms'])}",
+            f"{_ms(floor['one_record_replayed_ms'])} / {_ms(floor['batch_replayed_from_threads_ms'])} "
+            f"({proc['emulator_share_of_batch']:.0%} of the batch's time)",
         )
     )
     rows.append(

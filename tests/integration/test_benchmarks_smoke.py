@@ -16,6 +16,7 @@ import pytest
 from benchmarks import ingest_bench, processor_bench
 from benchmarks import run as bench
 from benchmarks.common import moto_server
+from visma_webhooks.adapters.budget_store import MAX_CHUNK
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,34 @@ def test_processor_fetches_each_resource_once_and_posts_feedback_once(parts):
     replay = proc["aws_emulator"]
     assert replay["records"] == 10
     assert sum(replay["dynamodb_calls"].values()) == 10 * replay["dynamodb_calls_per_record"]
+    assert replay["refused"] == {}, "every replayed request met its conditions, as the processor's did"
+
+
+def test_processor_makes_at_most_four_dynamodb_requests_per_notification(parts):
+    """Claim (with the resource's lease), checkpoint (with its release), outcome; a budget
+    chunk (MAX_CHUNK calls, two per notification) now and then; nothing else."""
+    proc = parts["processor"]
+    requests = proc["dynamodb_requests_per_notification"]
+    batch = requests["batch"]
+    assert batch["total"] <= processor_bench.TARGET_REQUESTS
+    assert {op: batch[op] for op in ("TransactWriteItems", "UpdateItem")} == {
+        "TransactWriteItems": 2,
+        "UpdateItem": 1,
+    }
+    assert set(batch) == {"TransactWriteItems", "UpdateItem", "PutItem", "total"}
+    assert batch["PutItem"] * 10 == math.ceil(2 * 10 / MAX_CHUNK)
+    assert requests["sequential"] == batch, "a batch needs no more requests per notification than one alone"
+    alone = {json.dumps(a["requests"], sort_keys=True): a["invocations"] for a in requests["alone"]}
+    chunk_held = {"TransactWriteItems": 2, "UpdateItem": 1}
+    chunk_taken = chunk_held | {"PutItem": 1}
+    assert set(alone) == {json.dumps(chunk_held, sort_keys=True), json.dumps(chunk_taken, sort_keys=True)}
+    assert sum(alone.values()) == 10
+    assert alone[json.dumps(chunk_taken, sort_keys=True)] == math.ceil(2 * 10 / MAX_CHUNK)
+    target = proc["targets"][
+        f"DynamoDB requests per notification <= {processor_bench.TARGET_REQUESTS} (batch of 10, budget included)"
+    ]
+    assert target["met"]
+    assert proc["emulator_share_of_batch"] > 0
 
 
 def test_table_and_markdown_render(parts):
@@ -66,6 +95,7 @@ def test_table_and_markdown_render(parts):
     assert {t["part"] for t in results["targets"]} == {"ingest", "processor"}
     text = bench.markdown(results)
     assert "| ingest | handler, 10 notifications | " in text
+    assert "| processor | DynamoDB requests per notification, batch of 10 (budget included) | " in text
     bench.show(results)
 
 
