@@ -49,5 +49,26 @@ def test_the_options_are_in_the_sandbox_help_panel():
     result = CliRunner().invoke(app, ["local", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     panel = result.output[result.output.index("Embedded sandbox") :]
-    for option in ("--sandbox-calls-per-window", "--sandbox-window-seconds"):
+    for option in (
+        "--sandbox-calls-per-window",
+        "--sandbox-window-seconds",
+        "--sandbox-drop-webhooks",
+        "--sandbox-seed",
+    ):
         assert option in panel
+
+
+def test_the_drop_share_and_the_seed(started):
+    sandbox = started("--sandbox-drop-webhooks", "0.5", "--sandbox-seed", "9")
+    assert sandbox.webhook_settings()["drop_rate"] == 0.5
+    sandbox.set_resource("/v1/customer/C", {"number": "C"})
+
+    for _ in range(20):
+        sandbox.fire("/v1/customer/C", tenant="t")
+    dropped = [r["state"] == "dropped" for r in sandbox.webhooks]
+    again = started("--sandbox-drop-webhooks", "0.5", "--sandbox-seed", "9")
+    again.set_resource("/v1/customer/C", {"number": "C"})
+    for _ in range(20):
+        again.fire("/v1/customer/C", tenant="t")
+    assert dropped == [r["state"] == "dropped" for r in again.webhooks]
+    assert 0 < sum(dropped) < 20

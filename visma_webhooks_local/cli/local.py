@@ -221,6 +221,24 @@ def local(
             rich_help_panel=SANDBOX,
         ),
     ] = None,
+    sandbox_drop_webhooks: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=1,
+            metavar="FRACTION",
+            help="Webhooks dropped: recorded (/_sandbox/dropped-webhooks), never sent.",
+            rich_help_panel=SANDBOX,
+        ),
+    ] = 0.0,
+    sandbox_seed: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Seed of the fault and webhook-drop draws, for repeatable runs.",
+            rich_help_panel=SANDBOX,
+        ),
+    ] = None,
     sandbox_anonymous_writes: Annotated[
         bool,
         typer.Option(
@@ -281,6 +299,8 @@ def local(
             sandbox_anonymous_writes,
             calls_per_window=sandbox_calls_per_window,
             window_seconds=sandbox_window_seconds,
+            drop_webhooks=sandbox_drop_webhooks,
+            seed=sandbox_seed,
         ),
         webhook_secrets=list(webhook_secret or [DEFAULT_WEBHOOK_SECRET]),
         max_receive_count=max_receive_count,

@@ -13,7 +13,8 @@ Financials (with Visma Connect and the control API) on ``url``, SalesOrders V3 o
 or as a process: ``python -m visma_webhooks_local.sandbox --port 8099 [--salesorders-port
 P] [--journaltx-port P] [--latency S] [--error-rate F] [--throttle-rate F] [--timeout-rate
 F] [--fixtures FILE] [--service-fixtures FILE] [--webhook-url URL --webhook-secret S]
-[--webhook-delay S] [--no-api-client-id] [--calls-per-window N] [--window-seconds S]``, which prints ``Visma sandbox listening on
+[--webhook-delay S] [--no-api-client-id] [--drop-webhooks F] [--calls-per-window N]
+[--window-seconds S]``, which prints ``Visma sandbox listening on
 http://127.0.0.1:PORT`` once it accepts connections, then one line per service.
 
 Endpoints
@@ -92,7 +93,11 @@ Control API (not in the request log):
   ``feedback``..., ``total``);
 * ``GET /_sandbox/webhooks``: every notification fired and how its delivery went;
   ``GET|POST /_sandbox/webhook-settings``: ``url``, ``secrets``, ``delay``,
-  ``api_client_id`` (false: notifications name no writer), ``attempts``, ``backoff``;
+  ``api_client_id`` (false: notifications name no writer), ``attempts``, ``backoff``,
+  ``drop_rate`` (the share dropped: recorded, never sent) and ``seed`` (of those draws;
+  setting it restarts them); ``GET /_sandbox/dropped-webhooks``: the dropped ones
+  (``notificationId``, ``tenant``, ``service``, ``path``, ``event``,
+  ``lastModifiedDateTime`` of the change, ``fired_at``);
 * ``POST /_sandbox/events``: ``{"path", "tenant", "service"?, "change"?
   (changed|created|deleted), "changes"?, "apiClientId"?, "delay"?}``: something happens
   in the ERP (``changes`` applied as a write) and its webhook fires, in either publisher's

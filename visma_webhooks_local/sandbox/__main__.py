@@ -36,6 +36,13 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-api-client-id", action="store_true", help="notifications do not name the writer's client"
     )
+    parser.add_argument(
+        "--drop-webhooks",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="share of notifications dropped (recorded, never sent); --seed makes the draws repeatable",
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API call")
     parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of API calls answered 503")
     parser.add_argument("--throttle-rate", type=float, default=0.0, help="fraction answered 429")
@@ -54,7 +61,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--window-seconds", type=float, default=DEFAULT_WINDOW_SECONDS, help="length of the rate-limit window"
     )
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="of the fault and webhook-drop draws")
     parser.add_argument("--client-id", default=None, help="require this client id (and --client-secret)")
     parser.add_argument("--client-secret", default=None)
     parser.add_argument("--no-synthesize", action="store_true", help="404 for every path not in the fixtures")
@@ -63,6 +70,8 @@ def argument_parser() -> argparse.ArgumentParser:
 
 def sandbox_from(args: argparse.Namespace) -> VismaSandbox:
     """The sandbox the parsed arguments describe (not started); raises ValueError for a bad setting."""
+    if not 0 <= args.drop_webhooks <= 1:
+        raise ValueError("--drop-webhooks must be a fraction between 0 and 1")
     return VismaSandbox(
         port=args.port,
         fixtures=args.fixtures,
@@ -86,6 +95,7 @@ def sandbox_from(args: argparse.Namespace) -> VismaSandbox:
             secrets=args.webhook_secret,
             delay=args.webhook_delay,
             api_client_id=not args.no_api_client_id,
+            drop_rate=args.drop_webhooks,
         ),
     )
 

@@ -53,9 +53,9 @@ def route(
         sandbox._writes.append({**write, "client_id": client, "received_at": now_iso()})
         if method == "DELETE":
             return _delete(sandbox, svc, path, tenant, client)
-        changed = sandbox.documents.write(svc.name, path, body) is not None
-    if changed:
-        sandbox._dispatcher.fire(svc, path, "changed", tenant, client, None)
+        changed = sandbox.documents.write(svc.name, path, body)
+    if changed is not None:
+        sandbox._dispatcher.fire(svc, path, "changed", tenant, client, None, changed["lastModifiedDateTime"])
     if method == "POST":
         return Response(201, None, {"Location": path})
     return Response(204)
@@ -68,7 +68,7 @@ def _delete(
         return Response(204)  # not one resource: recorded only, as before
     if not sandbox.documents.delete(svc.name, path):
         return Response(404, {"message": f"resource not found: {path}"})
-    sandbox._dispatcher.fire(svc, path, "deleted", tenant, client, None)
+    sandbox._dispatcher.fire(svc, path, "deleted", tenant, client, None, sandbox.documents.modified())
     return Response(204)
 
 

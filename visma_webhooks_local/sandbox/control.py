@@ -125,6 +125,7 @@ _VIEWS: dict[str, Callable[[VismaSandbox], Any]] = {
     "writes": lambda s: s.writes,
     "calls": lambda s: s.calls(),
     "webhooks": lambda s: s.webhooks,
+    "dropped-webhooks": lambda s: s.dropped_webhooks,
     "webhook-settings": lambda s: s.webhook_settings(),
     "faults": lambda s: s.faults(),
     "budget": lambda s: s.budget(),

@@ -142,16 +142,17 @@ class Operations:
         with self._lock:
             if not self.documents.delete(service_name, path):
                 raise ValueError(f"no resource {path} in {service_name}")
+            modified = self.documents.modified()
         if not notify or not tenant:
             return None
-        return self._dispatcher.fire(svc, path, "deleted", tenant, api_client_id, None)
+        return self._dispatcher.fire(svc, path, "deleted", tenant, api_client_id, None, modified)
 
     # -- events and webhooks --------------------------------------------------------------
 
     def configure_webhooks(self, **settings: Any) -> dict[str, Any]:
         """Change where and how notifications are sent (see :class:`.WebhookConfig`)."""
         with self._lock:
-            self._dispatcher.config.update(**settings)
+            self._dispatcher.configure(**settings)
         return self.webhook_settings()
 
     def webhook_settings(self) -> dict[str, Any]:
@@ -164,6 +165,8 @@ class Operations:
             "api_client_id": config.api_client_id,
             "attempts": config.attempts,
             "backoff": config.backoff,
+            "drop_rate": config.drop_rate,
+            "seed": config.seed,
         }
 
     def fire(
@@ -190,16 +193,30 @@ class Operations:
             raise ValueError("an event needs the tenant")
         if change == "deleted":
             self.delete_resource(path, service_name)
-        elif changes is not None:
-            with self._lock:
-                if self.documents.write(service_name, path, changes) is None:
-                    raise ValueError(f"no resource {path} in {service_name}")
-        return self._dispatcher.fire(svc, path, change, tenant, api_client_id, delay)
+        with self._lock:
+            modified = self._apply(service_name, path, change, changes)
+        return self._dispatcher.fire(svc, path, change, tenant, api_client_id, delay, modified)
+
+    def _apply(self, service_name: str, path: str, change: str, changes: dict[str, Any] | None) -> str | None:
+        """An event's ``changes`` written; the ``lastModifiedDateTime`` of the change."""
+        if change == "deleted":
+            return self.documents.modified()
+        if changes is None:
+            document = self.documents.get(service_name, path)
+        elif (document := self.documents.write(service_name, path, changes)) is None:
+            raise ValueError(f"no resource {path} in {service_name}")
+        value = document.get("lastModifiedDateTime") if isinstance(document, dict) else None
+        return value if isinstance(value, str) else None
 
     @property
     def webhooks(self) -> list[dict[str, Any]]:
-        """Every notification fired, oldest first, with how its delivery went."""
+        """Every notification fired, oldest first, with how its delivery went (``dropped`` ones too)."""
         return self._dispatcher.records
+
+    @property
+    def dropped_webhooks(self) -> list[dict[str, Any]]:
+        """The notifications dropped (``drop_rate``): tenant, service, path, event, lastModifiedDateTime."""
+        return self._dispatcher.dropped
 
     def wait_for_webhooks(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait until ``count`` notifications were fired and none is still being sent."""

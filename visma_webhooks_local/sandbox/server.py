@@ -83,7 +83,7 @@ class VismaSandbox(Operations):
         )
         self._budget = Budget(self._lock, rate_limit, rate_window)
         self._tokens = TokenIssuer(self._lock, client_id, client_secret, token_ttl)
-        self._dispatcher = Dispatcher(webhooks or WebhookConfig())
+        self._dispatcher = Dispatcher(webhooks or WebhookConfig(), seed)
         self._feedback: list[dict[str, Any]] = []
         self._writes: list[dict[str, Any]] = []
         self._requests: deque[dict[str, Any]] = deque(maxlen=MAX_LOG_ENTRIES)

@@ -23,6 +23,11 @@ user) or the sandbox was told not to send it. Headers as the dispatcher sets the
 event type), ``x-vwd-subscription-id``, ``x-vwd-group-id``, ``x-vwd-application-id``,
 ``x-vwd-notification-timestamp`` and ``x-vwd-webhook-timestamp`` (epoch ms, per attempt).
 A non-2xx answer or a connection error is retried with backoff, ``attempts`` times in all.
+
+A share ``drop_rate`` of the notifications is dropped, as a dispatcher that gives up or a
+subscription that lapsed loses them: each is drawn when it is fired (from ``seed``, so a
+seeded run drops the same ones), recorded with the change's ``lastModifiedDateTime`` and
+never sent; :attr:`Dispatcher.dropped` lists them, which is what reconciliation must find.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import random
 import threading
 import time
 import uuid
@@ -56,6 +62,8 @@ class WebhookConfig:
     api_client_id: bool = True  # name the writer's client, as ERP 9.30+ does
     attempts: int = 3
     backoff: float = 0.5
+    drop_rate: float = 0.0  # the share of notifications dropped, never sent
+    seed: int | None = None  # of the drop draws; None: the sandbox's seed
 
     def update(self, **settings: Any) -> None:
         """Change the given settings; raises ValueError for an unknown or bad one."""
@@ -69,6 +77,12 @@ class WebhookConfig:
                 raise ValueError(f"{name} must be a number of seconds >= 0")
         if "attempts" in settings and (not isinstance(settings["attempts"], int) or settings["attempts"] < 1):
             raise ValueError("attempts must be a positive integer")
+        drop = settings.get("drop_rate", 0.0)
+        if isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop <= 1:
+            raise ValueError("drop_rate must be a fraction between 0 and 1")
+        seed = settings.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError("seed must be an integer")
         for name, value in settings.items():
             setattr(self, name, value)
 
@@ -100,8 +114,10 @@ def notification(
 class Dispatcher:
     """Queues notifications and sends each after the configured delay, in order, from one thread."""
 
-    def __init__(self, config: WebhookConfig):
+    def __init__(self, config: WebhookConfig, seed: int | None = None):
         self.config = config
+        self._seed = seed
+        self._drops = random.Random(seed if config.seed is None else config.seed)
         self._cond = threading.Condition()
         self._due: list[tuple[float, int, dict[str, Any]]] = []
         self._seq = itertools.count()
@@ -117,6 +133,23 @@ class Dispatcher:
             return [dict(r) for r in self._records]
 
     @property
+    def dropped(self) -> list[dict[str, Any]]:
+        """The notifications dropped, oldest first: what a receiver never got."""
+        fields = ("notificationId", "tenant", "service", "path", "event", "lastModifiedDateTime", "fired_at")
+        with self._cond:
+            return [{f: r[f] for f in fields} for r in self._records if r["state"] == "dropped"]
+
+    def configure(self, **settings: Any) -> None:
+        """Change the settings (see :class:`WebhookConfig`); a ``seed`` restarts the drop draws from it."""
+        with self._cond:
+            self.config.update(**settings)
+            if "seed" in settings:
+                self._drops.seed(self._seed if self.config.seed is None else self.config.seed)
+
+    def _drop(self) -> bool:
+        return self.config.drop_rate > 0 and self._drops.random() < self.config.drop_rate
+
+    @property
     def pending(self) -> int:
         with self._cond:
             return sum(1 for r in self._records if r["state"] in ("queued", "sending"))
@@ -129,8 +162,12 @@ class Dispatcher:
         tenant: str,
         client: str | None,
         delay: float | None,
+        modified: str | None = None,
     ) -> dict[str, Any]:
-        """Record one notification and queue it for sending; returns its record."""
+        """Record one notification and queue it for sending, unless it is dropped; returns its record.
+
+        ``modified`` is the changed resource's ``lastModifiedDateTime``, kept in the record.
+        """
         body, event = notification(svc, path, change, tenant, client if self.config.api_client_id else None)
         record: dict[str, Any] = {
             "notificationId": body["notificationId"],
@@ -139,6 +176,7 @@ class Dispatcher:
             "event": event,
             "publisher": svc.publisher,
             "tenant": tenant,
+            "lastModifiedDateTime": modified,
             "apiClientId": body.get("ApiClientId"),
             "body": body,
             "url": self.config.url,
@@ -150,8 +188,10 @@ class Dispatcher:
             "fired_ms": int(time.time() * 1000),
         }
         with self._cond:
+            if self._drop():
+                record["state"] = "dropped"
             self._records.append(record)
-            if self.config.url:
+            if self.config.url and record["state"] != "dropped":
                 due = time.monotonic() + (self.config.delay if delay is None else delay)
                 heapq.heappush(self._due, (due, next(self._seq), record))
                 self._start()

@@ -263,9 +263,10 @@ class LocalStack:
             throttle_rate=s.throttle_rate,
             rate_limit=s.calls_per_window or DEFAULT_CALLS_PER_WINDOW,
             rate_window=s.window_seconds or DEFAULT_WINDOW_SECONDS,
+            seed=s.seed,
             client_id=client_id,
             client_secret=client_secret,
-            webhooks=WebhookConfig(api_client_id=not s.anonymous_writes),
+            webhooks=WebhookConfig(api_client_id=not s.anonymous_writes, drop_rate=s.drop_webhooks),
         ).start()
 
     # -- stop ---------------------------------------------------------------------------

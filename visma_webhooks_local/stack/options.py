@@ -64,6 +64,8 @@ class SandboxOptions:
     anonymous_writes: bool = False  # write-back webhooks without ApiClientId, as before ERP 9.30
     calls_per_window: int | None = None  # the rate limit per (tenant, client); None: the sandbox's default
     window_seconds: float | None = None
+    drop_webhooks: float = 0.0  # the share of its webhooks dropped, never sent
+    seed: int | None = None  # of its fault and drop draws
 
 
 @dataclass
