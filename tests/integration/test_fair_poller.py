@@ -179,3 +179,17 @@ def test_a_failed_record_is_left_to_return_and_is_not_held(queues):
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
     )
     assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"  # left to its visibility
+
+
+def test_a_message_taken_after_a_while_held_gets_a_full_visibility_for_its_invocation(queues):
+    enqueue(queues, QUIET, 3)
+    fair = FairShare(queues["sqs"], queues["queue_url"], visibility_timeout=4, invocation_timeout=1)
+    received = time.monotonic()
+    fair.fill(1, 0, threading.Event())
+    time.sleep(1.5)  # 2.5 s of its visibility left: more than the keeper's margin, less than a receive's
+
+    taken = fair.take(3)
+    time.sleep(max(0.0, received + 4.6 - time.monotonic()))  # past the visibility it was received with
+
+    assert len(taken) == 3
+    assert queues["sqs"].receive_message(QueueUrl=queues["queue_url"]).get("Messages", []) == []

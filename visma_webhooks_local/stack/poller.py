@@ -124,9 +124,10 @@ class FairShare:
         self.sqs = sqs
         self.queue_url = queue_url
         self.visibility_timeout = max(1, int(visibility_timeout))
-        # A held message is made visible for longer once less than this is left: enough for
-        # an invocation, so that it never reappears while it is being processed.
-        self.margin = min(self.visibility_timeout / 2, invocation_timeout + 5)
+        # The keeper extends a held message once less than this is left, so that it never
+        # reappears while held; a taken one is extended again to a full visibility timeout,
+        # so that its invocation has as long as it would after a fresh receive.
+        self.margin = max(2 * KEEP_INTERVAL, min(self.visibility_timeout / 2, invocation_timeout + 5))
         self.lookahead = max(MAX_BATCH, lookahead)
         self.crowd = max(1, crowd)
         self._lock = threading.Lock()  # the held messages and the counts
@@ -207,8 +208,8 @@ class FairShare:
                 if not queue:
                     del self._held[group]
                 self._in_flight[group] += 1
-            now = time.monotonic()
-            lost = self._extend([h for h in taken if h.deadline - now < self.margin])
+            stale = time.monotonic() + self.visibility_timeout - 1  # received (or extended) over 1 s ago
+            lost = self._extend([h for h in taken if h.deadline < stale])
             if lost:
                 self._finish(h.message for h in taken if h.message["MessageId"] in lost)
             return [h.message for h in taken if h.message["MessageId"] not in lost]
