@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.conftest import REGION
 from visma_webhooks_local.stack.poller import Poller, PollerConfig
@@ -91,3 +92,25 @@ def test_an_invocation_past_the_function_timeout_deletes_nothing(queues, late):
     else:
         assert left_on_the_queue(queues) == 0
         assert not any(r.retried for r in records)
+
+
+def test_a_receive_that_fails_within_the_batching_window_keeps_what_was_received(queues):
+    ids = queued(queues, 2)
+    p = poller(queues, lambda event, context: {"batchItemFailures": []})
+    p.config.batch_size, p.config.batching_window = 10, 5.0
+    calls = []
+
+    def fail_after_the_first(**kwargs):
+        calls.append(kwargs)
+        if len(calls) > 1:
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, "ReceiveMessage")
+        return real(**kwargs)
+
+    real, p.sqs.receive_message = p.sqs.receive_message, fail_after_the_first
+    try:
+        messages = p.receive()
+    finally:
+        p.sqs.receive_message = real
+
+    assert sorted(m["MessageId"] for m in messages) == sorted(ids)
+    assert len(calls) == 2
