@@ -2,7 +2,8 @@
 
 It invokes the ReconcilerFunction for one stretch of the backfill at a time (a page on
 the local stack, up to 20 on a deployed one) and shows the pages read, the resources
-listed and enqueued, and what Visma's budget allows: the processor fetches each enqueued
+listed (against the list's ``totalCount``, with the time left at this pace) and enqueued,
+and what Visma's budget allows: the processor fetches each enqueued
 resource once, so the fetches need about ``enqueued / (background calls per window)``
 windows. Interrupted (Ctrl-C, a crash), it continues where it stopped when run again;
 run again after it finished, it enqueues only what handlers have not received.
@@ -15,7 +16,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from visma_webhooks.domain.budgets import BACKGROUND_HEADROOM, BudgetSettings
 from visma_webhooks.domain.ordering import normalise
@@ -67,6 +75,8 @@ def backfill(
     with Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=20),
+        TimeRemainingColumn(),
         TextColumn(
             "pages {task.fields[pages]}  resources {task.fields[listed]}  enqueued {task.fields[enqueued]}"
         ),
@@ -95,6 +105,8 @@ def _loop(invoke: Any, request: dict[str, Any], progress: Progress, task: Any) -
             cursor = run["cursor"]
             progress.update(
                 task,
+                total=run.get("total"),  # Visma's totalCount of the list, where it gives one
+                completed=cursor["listed"],
                 pages=cursor["pages"],
                 listed=cursor["listed"],
                 enqueued=cursor["enqueued"],
