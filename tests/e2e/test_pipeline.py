@@ -91,12 +91,8 @@ def test_a_redelivered_batch_runs_no_handler_and_posts_no_feedback_again(stack):
     for nid in ids:
         assert runs[nid] == 1
         assert len(stack.feedback(nid)) == 1
-        assert [h.step for h in records[nid].history] == [
-            "received",
-            "succeeded",
-            "received",
-            "duplicate",
-        ]
+        # the second copy's claim is refused, so its history is one entry
+        assert [h.step for h in records[nid].history] == ["received", "succeeded", "duplicate"]
     status = json.loads(stack.run("status", "--json").stdout)
     assert status["duplicates"] >= 2
     shown = stack.run("inspect", ids[0]).stdout
