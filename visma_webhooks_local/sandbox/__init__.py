@@ -102,6 +102,14 @@ Control API (not in the request log):
   (changed|created|deleted), "changes"?, "apiClientId"?, "delay"?}``: something happens
   in the ERP (``changes`` applied as a write) and its webhook fires, in either publisher's
   format depending on the service;
+* ``POST /_sandbox/changes`` (:mod:`.changes`): ``{"tenant", "service"?, "entity"?,
+  "count"?, "new"?, "paths"?, "changes"?, "delay"?}``: an ERP user changes ``count`` of the
+  entity's resources (least recently changed first; new ones are created for any it
+  lacks, and ``new`` more), or the ``paths`` (created when not stored); each gets new
+  content (``changes``, or a note), a later ``lastModifiedDateTime`` and its webhook
+  without ``ApiClientId``, dropped at the drop share. Answers ``{"tenant", "service",
+  "changed", "created", "dropped", "changes": [{"path", "change", "lastModifiedDateTime",
+  "notificationId", "dropped"}]}``;
 * ``POST /_sandbox/delete``: ``{"path", "service"?, "notify"?, "tenant"?, "apiClientId"?}``;
 * ``GET|POST /_sandbox/faults``: the settings above (``rate_limit`` is the budget's calls
   per window); a body with ``path`` adds one rule, ``rules`` replaces them all;
@@ -120,7 +128,7 @@ The same operations are methods and properties of :class:`VismaSandbox`.
 
 Modules: :mod:`.server` (the ports and each request's path), :mod:`.httpserver`,
 :mod:`.services` (what each service serves and fires), :mod:`.api` (the ERP API calls),
-:mod:`.lists` (the list endpoints),
+:mod:`.lists` (the list endpoints), :mod:`.changes` (an ERP user's changes),
 :mod:`.tokens`, :mod:`.faults`, :mod:`.budget` (the rate limit), :mod:`.fixtures` (documents),
 :mod:`.webhooks` (the dispatcher), :mod:`.operations` (the Python control API) and
 :mod:`.control` (the control API over HTTP).

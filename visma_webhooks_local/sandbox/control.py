@@ -112,6 +112,27 @@ def _event(sandbox: VismaSandbox, body: Any) -> dict[str, Any]:
     )
 
 
+def _changes(sandbox: VismaSandbox, body: Any) -> dict[str, Any]:
+    """``{"tenant", "service"?, "entity"?, "count"?, "new"?, "paths"?, "changes"?, "delay"?}``: an ERP user's changes."""
+    body = _object(body, "changes")
+    unknown = set(body) - {"tenant", "service", "entity", "count", "new", "paths", "changes", "delay"}
+    if unknown:
+        raise ValueError(f"unknown fields: {sorted(unknown)}")
+    if "paths" not in body and not body.get("count") and not body.get("new"):
+        raise ValueError("name the paths, or an entity with a count or new")
+    changes = body.get("changes")
+    return sandbox.make_changes(
+        _text(body, "tenant"),
+        body.get("service", FINANCIALS),
+        entity=body.get("entity"),
+        count=body.get("count", 0),
+        new=body.get("new", 0),
+        paths=body.get("paths"),
+        changes=None if changes is None else _object(changes, "changes"),
+        delay=body.get("delay"),
+    )
+
+
 def _text(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value:
@@ -139,5 +160,6 @@ _ACTIONS: dict[str, Callable[[VismaSandbox, Any], Any]] = {
     "resources": _resources,
     "delete": _delete,
     "events": _event,
+    "changes": _changes,
     "webhook-settings": lambda s, body: s.configure_webhooks(**_object(body, "webhook settings")),
 }

@@ -61,7 +61,7 @@ def answer(documents: Documents, svc: SandboxService, listed: re.Match[str], que
         (
             (modified_at(doc) or "", path, doc)
             for path, doc in documents.stored(svc.name)
-            if _member(svc, listed, path)
+            if member(svc, listed, path)
         ),
         key=lambda item: (item[0], item[1]),
     )
@@ -76,7 +76,7 @@ def answer(documents: Documents, svc: SandboxService, listed: re.Match[str], que
 Item = tuple[str, str, dict[str, Any]]  # (normalised lastModifiedDateTime, path, document)
 
 
-def _member(svc: SandboxService, listed: re.Match[str], path: str) -> bool:
+def member(svc: SandboxService, listed: re.Match[str], path: str) -> bool:
     """Whether the resource at ``path`` is in the list: each group the list names matches the path's."""
     found = svc.match(path)
     if found is None:

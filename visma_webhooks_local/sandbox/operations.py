@@ -12,6 +12,7 @@ from collections import Counter, deque
 from typing import Any
 
 from visma_webhooks.domain.services import FINANCIALS
+from visma_webhooks_local.sandbox import changes as erp_changes
 from visma_webhooks_local.sandbox.budget import Budget
 from visma_webhooks_local.sandbox.faults import Faults, Rule
 from visma_webhooks_local.sandbox.fixtures import Documents
@@ -207,6 +208,39 @@ class Operations:
             raise ValueError(f"no resource {path} in {service_name}")
         value = document.get("lastModifiedDateTime") if isinstance(document, dict) else None
         return value if isinstance(value, str) else None
+
+    def make_changes(
+        self,
+        tenant: str,
+        service_name: str = FINANCIALS,
+        *,
+        entity: str | None = None,
+        count: int = 0,
+        new: int = 0,
+        paths: list[str] | None = None,
+        changes: dict[str, Any] | None = None,
+        delay: float | None = None,
+    ) -> dict[str, Any]:
+        """An ERP user changes resources (see :mod:`.changes`): ``paths``, or ``count`` of the entity's.
+
+        With ``entity``, its ``count`` least recently changed resources change, and new ones
+        are created for any it lacks and for ``new``; a path not stored is created. Each
+        fires its webhook without ``ApiClientId`` (dropped at the drop share). Returns what
+        changed, per path.
+        """
+        if not tenant:
+            raise ValueError("a change needs the tenant")
+        for name, value in (("count", count), ("new", new)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a whole number >= 0")
+        if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0):
+            raise ValueError("delay must be a number of seconds >= 0")
+        svc = service(service_name)
+        if paths is None:
+            paths = erp_changes.plan(self, svc, entity, count, new)
+        elif not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ValueError("paths must be a list of resource paths")
+        return erp_changes.make(self, tenant, service_name, paths, changes, delay)
 
     @property
     def webhooks(self) -> list[dict[str, Any]]:
