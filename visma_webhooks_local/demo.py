@@ -14,6 +14,10 @@ with success feedback. A deletion (``SALESORDER_DELETED``) succeeds without bein
 fetched, and so does a change whose resource turns out to be gone (an id starting with
 ``missing``: the sandbox answers 404); every other change is fetched from its own
 service (a V3 sales order from the sandbox's SalesOrders port).
+
+Last, a change whose webhook was dropped: a customer changes in the sandbox without a
+webhook, ``visma-webhooks reconcile`` finds it, and its synthetic notification succeeds
+through the same processor, fetched, with no feedback (Visma issued no notification id).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +41,11 @@ from rich.table import Table
 
 from visma_webhooks.adapters.outcome_store import DynamoDBOutcomeStore, OutcomeRecord
 from visma_webhooks.domain.models import Notification
+from visma_webhooks.domain.ordering import normalise
 from visma_webhooks.domain.parsing import PayloadError, parse_delivery
+from visma_webhooks.domain.reconciling import synthetic_id
 from visma_webhooks.domain.resources import ResourceRules
-from visma_webhooks.domain.services import SERVICES
+from visma_webhooks.domain.services import FINANCIALS, SERVICES
 from visma_webhooks_local.sending import Delivery, load_delivery, post
 from visma_webhooks_local.stack.functions import PROJECT_ROOT
 from visma_webhooks_local.stack.options import DEFAULT_WEBHOOK_SECRET, SANDBOX_CLIENT_ID
@@ -48,6 +55,8 @@ EVENTS_DIR = PROJECT_ROOT / "events"
 HANDLER_MODULES = "visma_webhooks.notification_handlers.log,visma_webhooks_local.stack.sample_handlers"
 START_TIMEOUT = 45.0
 SETTLE_TIMEOUT = 40.0
+DEMO_TENANT = "1262489"
+DROPPED_PATH = "/v1/customer/10004"  # no sample names it: only reconciliation fetches it
 
 
 @dataclass
@@ -62,6 +71,7 @@ class Row:
     service: str | None = None
     path: str | None = None
     fetch: bool | None = None  # True: fetched from its service; False: never fetched; None: either
+    feedback_due: bool = True  # False: a synthetic notification (Visma issued no id)
     actual: str = "—"
     feedback: str = "—"
     fetched: str = "—"
@@ -129,6 +139,7 @@ def run(console: Console, *, secret: str = DEFAULT_WEBHOOK_SECRET, keep_logs: bo
     """Run the demo; returns the exit code (0 only if every notification reached its expected outcome)."""
     started = time.monotonic()
     the_plan = plan(samples())
+    reconciled: list[Row] = []  # the change whose webhook was dropped
     workdir = Path(tempfile.mkdtemp(prefix="visma-webhooks-demo-"))
     state_file, output = workdir / "local.json", workdir / "local.out"
     command = [
@@ -165,8 +176,10 @@ def run(console: Console, *, secret: str = DEFAULT_WEBHOOK_SECRET, keep_logs: bo
                     soft_wrap=True,
                 )
             settled = _wait_until_settled(store, rows) and settled
+        reconciled = [_dropped_webhook(console, state, state_file)]
+        settled = _wait_until_settled(store, reconciled) and settled
         feedback, fetched = _sandbox_view(state.sandbox_url)
-        _evaluate(the_plan.rows, store, feedback, fetched)
+        _evaluate([*the_plan.rows, *reconciled], store, feedback, fetched)
     except _DemoError as exc:
         console.print(f"[red]demo failed:[/] {exc}")
         console.print(output.read_text(errors="replace")[-4000:])
@@ -177,10 +190,10 @@ def run(console: Console, *, secret: str = DEFAULT_WEBHOOK_SECRET, keep_logs: bo
     columns = ("notification", "event", "sample", "expected", "actual", "feedback in Visma", "fetched from")
     for column in columns:
         table.add_column(column, no_wrap=column in ("notification", "event", "fetched from"))
-    for row in the_plan.rows:
+    for row in [*the_plan.rows, *reconciled]:
         colour = "green" if row.ok else "red"
         table.add_row(
-            row.notification_id,
+            _short(row.notification_id),
             row.event,
             row.sample,
             row.expected,
@@ -190,19 +203,22 @@ def run(console: Console, *, secret: str = DEFAULT_WEBHOOK_SECRET, keep_logs: bo
         )
     console.print(table)
     good = sum(r.ok for r in the_plan.rows)
+    found = all(r.ok for r in reconciled)
     elapsed = time.monotonic() - started
     if code != 0:
         console.print(f"[red]the local stack did not stop cleanly (exit {code})[/]")
-    if good == len(the_plan.rows) and settled and code == 0:
+    if good == len(the_plan.rows) and found and settled and code == 0:
         console.print(
-            f"[green]✓ all {good} notifications reached their expected outcome[/] in {elapsed:.1f} s"
+            f"[green]✓ all {good} notifications reached their expected outcome[/], and the change whose "
+            f"webhook was dropped was found by reconciliation and processed, in {elapsed:.1f} s"
         )
         if not keep_logs:
             _cleanup(workdir)
         return 0
     console.print(
         f"[red]✗ {len(the_plan.rows) - good} of {len(the_plan.rows)} notifications did not reach their "
-        f"expected outcome[/] ({elapsed:.1f} s); logs in {workdir}"
+        f"expected outcome[/]{'' if found else ', nor the change whose webhook was dropped'} "
+        f"({elapsed:.1f} s); logs in {workdir}"
     )
     return 1
 
@@ -273,7 +289,8 @@ def _evaluate(
         else:
             row.feedback = "none"
         if row.expected == "succeeded":
-            feedback_ok = [f.get("isSuccess") for f in posted] == [True]
+            feedback_ok = [f.get("isSuccess") for f in posted] == ([True] if row.feedback_due else [])
+            row.feedback = row.feedback if row.feedback_due or posted else "none (no Visma id)"
         elif row.expected == "duplicate":
             feedback_ok = len(posted) == 1  # the first delivery's feedback only
             row.feedback = "none again (dedup)" if feedback_ok else row.feedback
@@ -296,3 +313,54 @@ def _stop(child: subprocess.Popen) -> int:
 
 def _cleanup(workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _dropped_webhook(console: Console, state: StackState, state_file: Path) -> Row:
+    """A customer changes in the ERP and its webhook is lost; one reconciliation run finds it."""
+    path, modified = (
+        DROPPED_PATH,
+        (datetime.now(UTC) - timedelta(seconds=10)).isoformat(timespec="milliseconds"),
+    )
+    document = {
+        "number": path.rsplit("/", 1)[-1],
+        "name": "Created without a webhook",
+        "lastModifiedDateTime": modified,
+    }
+    requests.post(
+        f"{state.sandbox_url}/_sandbox/resources", json={path: document}, timeout=10
+    ).raise_for_status()
+    console.print(
+        f"  changed  {path} in Visma, its webhook dropped; running [bold]visma-webhooks reconcile[/]"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "visma_webhooks_local.cli",
+        "reconcile",
+        "--json",
+        "--state-file",
+        str(state_file),
+    ]
+    command += ["--tenant", DEMO_TENANT, "--entity", "customer"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    runs = json.loads(done.stdout).get("runs", []) if done.returncode == 0 else []
+    console.print(
+        f"  reconcile found {sum(r['missed'] for r in runs)} missed webhook(s), enqueued {sum(r['enqueued'] for r in runs)}"
+    )
+    nid = synthetic_id(DEMO_TENANT, FINANCIALS, path, normalise(modified) or "")
+    return Row(
+        "(dropped webhook)",
+        nid,
+        "customer_changed",
+        "succeeded",
+        1,
+        FINANCIALS,
+        path,
+        True,
+        feedback_due=False,
+    )
+
+
+def _short(notification_id: str, width: int = 36) -> str:
+    """An id cut to the width of Visma's (a synthetic id is longer), so the table fits 80 columns."""
+    return notification_id if len(notification_id) <= width else notification_id[: width - 1] + "…"

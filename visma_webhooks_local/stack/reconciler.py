@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 FUNCTION_NAME = "ReconcilerFunction"
 TIMEOUT_SECONDS = 300.0  # the template's
-LOCAL_SETTLE_SECONDS = "5"  # locally webhooks arrive within seconds: a change older than this is missed
+LOCAL_SETTLE_SECONDS = 5  # locally webhooks arrive within seconds: a change older than this is missed
 
 
 def environment(state: StackState, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -34,7 +34,7 @@ def environment(state: StackState, overrides: Mapping[str, str] | None = None) -
         **state.processor.get("environment", {}),
         "QUEUE_URL": state.queue_url,
         "IDEMPOTENCY_TABLE": state.table_name,
-        "RECONCILE_SETTLE_SECONDS": LOCAL_SETTLE_SECONDS,
+        "RECONCILE_SETTLE_SECONDS": str(LOCAL_SETTLE_SECONDS),
         **(overrides or {}),
     }
 
