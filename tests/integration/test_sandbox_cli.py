@@ -36,7 +36,7 @@ def started(monkeypatch):
 
 
 def test_the_budget_options(started):
-    sandbox = started("--sandbox-calls-per-window", "7", "--sandbox-window-seconds", "90")
+    sandbox = started("--sandbox-budget", "7", "--sandbox-window", "90")
     assert (sandbox.budget()["calls_per_window"], sandbox.rate_window) == (7, 90.0)
 
 
@@ -50,8 +50,8 @@ def test_the_options_are_in_the_sandbox_help_panel():
     assert result.exit_code == 0
     panel = result.output[result.output.index("Embedded sandbox") :]
     for option in (
-        "--sandbox-calls-per-window",
-        "--sandbox-window-seconds",
+        "--sandbox-budget",
+        "--sandbox-window",
         "--sandbox-drop-webhooks",
         "--sandbox-seed",
     ):

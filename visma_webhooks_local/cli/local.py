@@ -200,18 +200,18 @@ def local(
     sandbox_port: Annotated[
         int, typer.Option(metavar="PORT", help="0 picks a free one.", rich_help_panel=SANDBOX)
     ] = 0,
-    sandbox_calls_per_window: Annotated[
+    sandbox_budget: Annotated[
         int | None,
         typer.Option(
             min=1,
             metavar="N",
-            help="API calls per (tenant, client) in each window, all services together, as Visma's "
-            "4-fixed-window policy counts them; past them, 429.",
+            help="API calls per (tenant, client) in each window (all services together, as Visma's "
+            "4-fixed-window policy counts them); past them, 429.",
             show_default="100000, far more than the demo makes",
             rich_help_panel=SANDBOX,
         ),
     ] = None,
-    sandbox_window_seconds: Annotated[
+    sandbox_window: Annotated[
         float | None,
         typer.Option(
             min=0.001,
@@ -297,8 +297,8 @@ def local(
             sandbox_throttle_rate,
             sandbox_port,
             sandbox_anonymous_writes,
-            calls_per_window=sandbox_calls_per_window,
-            window_seconds=sandbox_window_seconds,
+            calls_per_window=sandbox_budget,
+            window_seconds=sandbox_window,
             drop_webhooks=sandbox_drop_webhooks,
             seed=sandbox_seed,
         ),
