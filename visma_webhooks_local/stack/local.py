@@ -219,6 +219,14 @@ class LocalStack:
         }
         if o.handler_modules:
             processor_overrides["HANDLER_MODULES"] = o.handler_modules
+        if self.sandbox is not None:  # the processor paces itself by the sandbox's window
+            from visma_webhooks_local.sandbox.budget import DEFAULT_CALLS_PER_WINDOW, DEFAULT_WINDOW_SECONDS
+
+            window = o.sandbox.window_seconds or DEFAULT_WINDOW_SECONDS
+            processor_overrides["VISMA_BUDGET_WINDOW_SECONDS"] = str(window)
+            processor_overrides["VISMA_BUDGET_ASSUMED_LIMIT"] = str(
+                o.sandbox.calls_per_window or DEFAULT_CALLS_PER_WINDOW
+            )
         processor_env, skipped_processor = function_environment(
             spec.processor.environment, resources, processor_overrides
         )
