@@ -59,12 +59,14 @@ class Visma:
     def __init__(self) -> None:
         self.feedback: list[dict[str, Any]] = []
         self.reserved = 0
+        self.priorities: list[Any] = []
 
     def get(self, tenant_id: str, service: str, path: str, **kwargs: Any) -> Any:
         return {"id": path}
 
-    def reserve(self, tenant_id: str, units: int) -> None:
+    def reserve(self, tenant_id: str, units: int, priority: Any = None) -> None:
         self.reserved += units
+        self.priorities.append(priority)
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         return None

@@ -44,6 +44,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from visma_webhooks.domain.budgets import Priority
 from visma_webhooks.domain.errors import PermanentError, PermanentVismaError, ResourceHeld
 from visma_webhooks.domain.fingerprints import fingerprint
 from visma_webhooks.domain.models import Notification
@@ -77,7 +78,7 @@ class Visma(Protocol):
 
     def get(self, tenant_id: str, service: str, path: str, *, reserved: bool = False) -> Any: ...
 
-    def reserve(self, tenant_id: str, units: int) -> None: ...
+    def reserve(self, tenant_id: str, units: int, priority: Priority = Priority.WEBHOOK) -> None: ...
 
     def request(
         self,
@@ -300,7 +301,9 @@ class HandlerStage:
         if resource is not None and scope.fetched(notification.tenant_id, resource.service, resource.path):
             fetch = False
         feedback = not notification.derived_id and (done is None or Feedback.due(notification, done))
-        self.visma.reserve(notification.tenant_id, int(fetch) + int(feedback))
+        # the reconciler's synthetic notifications spend only what webhooks leave
+        priority = Priority.BACKGROUND if notification.source_format == "reconciled" else Priority.WEBHOOK
+        self.visma.reserve(notification.tenant_id, int(fetch) + int(feedback), priority)
         if resource is not None:
             resource.load()
         return Plan(handlers, None, resource)
