@@ -6,6 +6,8 @@ fetches must not take the calls that webhooks, which a user is waiting for, need
 
 from __future__ import annotations
 
+from typing import Literal
+
 from tests.unit.test_processing_in_progress import State, Visma, processor
 from visma_webhooks.domain.batches import QueuedRecord
 from visma_webhooks.domain.budgets import Priority
@@ -13,7 +15,7 @@ from visma_webhooks.domain.models import Notification
 from visma_webhooks.domain.outcomes import Claim, ClaimStatus
 
 
-def record(source_format: str, derived: bool) -> QueuedRecord:
+def record(source_format: Literal["dispatcher", "reconciled"], derived: bool) -> QueuedRecord:
     notification = Notification(
         notification_id="n-1",
         tenant_id="1262489",

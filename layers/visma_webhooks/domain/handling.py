@@ -135,7 +135,8 @@ class Attempt:
 
     @property
     def handlers(self) -> dict[str, Any]:
-        return self.stages["handlers"]  # type: ignore[no-any-return]
+        handlers: dict[str, Any] = self.stages["handlers"]
+        return handlers
 
 
 def service_of(notification: Notification) -> str | None:
