@@ -8,7 +8,7 @@ proportion to the time gone; background work never takes the last quarter of the
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from visma_webhooks.domain.budgets import (
@@ -323,6 +323,29 @@ def test_a_moment_after_the_wait_the_grant_succeeds(situation):
     assume(w.used + units > pace(w, now, settings, priority))  # it has to wait
 
     wait, later, again = _grant_after(situation, margin=1e-3)
+
+    assert wait > 0
+    assert again == 0.0, f"waited {wait} s and still refused: {later}"
+
+
+# Found by hypothesis: the wait ends exactly where the pace reaches the calls needed, and
+# the pace computed at ``now + wait`` rounds to just below it (4.9999999 < 5), so the grant
+# is refused once more and the notification waits another 0.5 s (another re-enqueue).
+@example(
+    (
+        BudgetSettings(reserve_percent=0.0, window_seconds=2.0),
+        window(used_seen=3, limit=10, ends_at=START + 2),
+        START,
+        2,
+        WEBHOOK,
+    )
+)
+@given(situations())
+def test_after_waiting_for_exactly_the_wait_the_grant_succeeds(situation):
+    settings, w, now, units, priority = situation
+    assume(w.used + units > pace(w, now, settings, priority))  # it has to wait
+
+    wait, later, again = _grant_after(situation, margin=0.0)
 
     assert wait > 0
     assert again == 0.0, f"waited {wait} s and still refused: {later}"
