@@ -58,28 +58,38 @@ def test_processor_fetches_each_resource_once_and_posts_feedback_once(parts):
 
 def test_processor_makes_at_most_four_dynamodb_requests_per_notification(parts):
     """Claim (with the resource's lease), checkpoint (with its release), outcome; a budget
-    chunk (MAX_CHUNK calls, two per notification) now and then; nothing else."""
+    chunk (MAX_CHUNK calls, two per notification) now and then; nothing else but the
+    tenant's entry in tenants#seen, when Visma's headers move the window's end."""
     proc = parts["processor"]
     requests = proc["dynamodb_requests_per_notification"]
-    batch = requests["batch"]
-    assert batch["total"] <= processor_bench.TARGET_REQUESTS
-    assert {op: batch[op] for op in ("TransactWriteItems", "UpdateItem")} == {
-        "TransactWriteItems": 2,
-        "UpdateItem": 1,
-    }
-    assert set(batch) == {"TransactWriteItems", "UpdateItem", "PutItem", "total"}
-    assert batch["PutItem"] * 10 == math.ceil(2 * 10 / MAX_CHUNK)
-    assert requests["sequential"] == batch, "a batch needs no more requests per notification than one alone"
+    chunks = math.ceil(2 * 10 / MAX_CHUNK)  # ten notifications, two calls each
+    for name in ("batch", "sequential"):
+        average = requests[name]
+        assert average["total"] <= processor_bench.TARGET_REQUESTS
+        assert set(average) - {processor_bench.SEEN} == {
+            "TransactWriteItems",
+            "UpdateItem",
+            "PutItem",
+            "total",
+        }
+        assert (average["TransactWriteItems"], average["UpdateItem"]) == (2, 1)
+        assert average["PutItem"] * 10 == chunks
+        assert average.get(processor_bench.SEEN, 0) <= 0.1
     alone = {json.dumps(a["requests"], sort_keys=True): a["invocations"] for a in requests["alone"]}
     chunk_held = {"TransactWriteItems": 2, "UpdateItem": 1}
     chunk_taken = chunk_held | {"PutItem": 1}
-    assert set(alone) == {json.dumps(chunk_held, sort_keys=True), json.dumps(chunk_taken, sort_keys=True)}
+    assert alone[json.dumps(chunk_held, sort_keys=True)] >= 10 - chunks - 1
     assert sum(alone.values()) == 10
-    assert alone[json.dumps(chunk_taken, sort_keys=True)] == math.ceil(2 * 10 / MAX_CHUNK)
-    target = proc["targets"][
-        f"DynamoDB requests per notification <= {processor_bench.TARGET_REQUESTS} (batch of 10, budget included)"
-    ]
-    assert target["met"]
+    for made in map(json.loads, alone):
+        assert made in (
+            chunk_held,
+            chunk_taken,
+            chunk_held | {processor_bench.SEEN: 1},
+            chunk_taken | {processor_bench.SEEN: 1},
+        )
+    assert sum(n for made, n in alone.items() if "PutItem" in made) == chunks
+    label = f"DynamoDB requests per notification <= {processor_bench.TARGET_REQUESTS} (batch of 10, budget included)"
+    assert proc["targets"][label]["met"]
     assert proc["emulator_share_of_batch"] > 0
 
 
