@@ -54,6 +54,8 @@ def count(notification: Any, resource: Any, context: Any) -> str:
         "event": notification.event,
         "resource": notification.resource_path,
         "fetched": resource is not None,
+        # The state received: the soak checks that it never goes back in time per resource.
+        "modified": resource.get("lastModifiedDateTime") if isinstance(resource, dict) else None,
         "deleted": notification.deleted,
         "pid": os.getpid(),
         "at": time.time(),

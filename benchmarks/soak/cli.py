@@ -9,7 +9,7 @@ from rich.console import Console
 
 import benchmarks.soak
 from benchmarks.soak.phases import Soak
-from benchmarks.soak.plan import RECORDED_RESULTS, RESULTS, SoakConfig
+from benchmarks.soak.plan import RECORDED_RESULTS, RESULTS, SoakConfig, check_mass_plan
 from benchmarks.soak.report import SoakResult, summary, write_results
 
 
@@ -41,6 +41,27 @@ def parser() -> argparse.ArgumentParser:
     options.add_argument("--processes", type=int, default=SoakConfig.processes)
     options.add_argument("--pollers", type=int, default=SoakConfig.pollers, help="per processor process")
     options.add_argument(
+        "--mass-update",
+        type=int,
+        default=SoakConfig.mass_update,
+        help="notifications of the mass-update phase, for one tenant at once (0: no such phase)",
+    )
+    options.add_argument(
+        "--calls-per-window",
+        type=int,
+        default=SoakConfig.calls_per_window,
+        help="Visma's budget per (tenant, client) in the mass-update phase",
+    )
+    options.add_argument(
+        "--window-seconds", type=float, default=SoakConfig.window_seconds, help="Visma's budget window"
+    )
+    options.add_argument(
+        "--other-rate",
+        type=float,
+        default=SoakConfig.other_rate,
+        help="notifications a second for each other tenant during the mass update",
+    )
+    options.add_argument(
         "--timeout", type=float, default=SoakConfig.timeout, help="seconds for the whole run"
     )
     options.add_argument("--workdir", type=Path, default=None, help="keep logs and effects here")
@@ -57,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    options = parser()
+    args = options.parse_args(argv)
     config = SoakConfig(
         notifications=args.notifications,
         kills=args.kills,
@@ -65,10 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         max_receive_count=args.max_receive_count,
         processes=args.processes,
         pollers=args.pollers,
+        mass_update=args.mass_update,
+        calls_per_window=args.calls_per_window,
+        window_seconds=args.window_seconds,
+        other_rate=args.other_rate,
         timeout=args.timeout,
         workdir=args.workdir,
         keep=args.workdir is not None,
         results=args.results,
     )
+    problems = check_mass_plan(config)
+    if problems:
+        options.error("; ".join(problems))
     result = run(config, record=args.record)
     return 0 if result.ok else 1

@@ -13,7 +13,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.soak.plan import Planned, SoakConfig
+from benchmarks.soak.mass_update import MassObserved
+from benchmarks.soak.plan import Planned, SoakConfig, other_latency_bound, windows_at_floor
 from benchmarks.soak.traffic import Sent, Workload
 from benchmarks.soak.workers import Kill
 from visma_webhooks.adapters.outcome_store import OutcomeRecord
@@ -30,6 +31,17 @@ REPLAY = "replay after the fix drains the DLQ to success"
 PROCESSES = "processes stopped cleanly"
 KILLS = "the processor was killed mid-batch as planned"
 LOST = "nothing was lost"
+STALE = "no stale state delivered (lastModifiedDateTime never decreases per resource)"
+MASS_IN_TIME = "mass update: finished in time"
+MASS_ANSWERS = "mass update: every delivery accepted"
+MASS_WINDOWS = "mass update: the budget forced several windows"
+MASS_DLQ = "mass update: none dead-lettered"
+MASS_GAVE_UP = "mass update: no 'gave up' feedback"
+MASS_FEEDBACK = "mass update: feedback posted exactly once per notification"
+MASS_EFFECTS = "mass update: each record's handler ran exactly once"
+MASS_FINAL = "mass update: every notification reached a final outcome"
+MASS_FAIR = "mass update: other tenants' latency bounded during the burst"
+FINAL_OUTCOMES = ("succeeded", "superseded")  # a superseded notification got its feedback too
 
 
 @dataclass
@@ -60,6 +72,7 @@ class Observed:
     final: Snapshot  # after the fix and the replay
     codes: dict[int, int | None]  # worker pid → exit code on SIGTERM
     stack_code: int | None
+    mass: MassObserved | None = None  # the mass-update phase, if it ran
 
     @property
     def killed(self) -> dict[int, float]:
@@ -120,6 +133,9 @@ def judge(config: SoakConfig, observed: Observed) -> Judgement:
     j.checks[PROCESSES] = processes(observed)
     j.checks[KILLS] = kills(config, observed)
     j.checks[LOST] = j.lost[:20]
+    j.checks[STALE] = stale_states(observed.mass.effects if observed.mass else observed.final.effects)
+    if observed.mass is not None:
+        j.checks.update(mass_update(config, observed.mass))
     return j
 
 
@@ -366,4 +382,87 @@ def kills(config: SoakConfig, observed: Observed) -> list[str]:
         f"the kill of pid {k.pid} came {k.last_effect_ago:.2f} s after its last effect"
         for k in observed.kills
         if k.last_effect_ago > 0.5
+    ]
+
+
+def stale_states(effects: list[dict[str, Any]]) -> list[str]:
+    """Per (tenant, resource), in the order the handler ran: the state received never goes back in time.
+
+    Effects without a ``lastModifiedDateTime`` (a deletion, a synthesised document) say nothing.
+    """
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for e in effects:
+        if e.get("modified"):
+            runs[(e["tenant"], e["resource"])].append(e)
+    found = []
+    for (tenant, resource), seen in runs.items():
+        seen.sort(key=lambda e: e["at"])
+        newest = seen[0]
+        for e in seen[1:]:
+            if e["modified"] < newest["modified"]:
+                found.append(
+                    f"{e['id']}: tenant {tenant} {resource} handed {e['modified']} after {newest['modified']}"
+                )
+            elif e["modified"] > newest["modified"]:
+                newest = e
+    return found
+
+
+def mass_update(config: SoakConfig, m: MassObserved) -> dict[str, list[str]]:
+    """The mass-update phase's invariants, by name."""
+    checks: dict[str, list[str]] = {}
+    if m.timed_out:
+        checks[MASS_IN_TIME] = ["the phase did not finish before its deadline"]
+    checks[MASS_ANSWERS] = [
+        f"{s.planned.nid}: HTTP {s.status} {str(s.body)[:120]}"
+        for s in m.sendings
+        if s.status != 202 or not isinstance(s.body, dict) or s.body.get("accepted") != 1
+    ]
+    windows = m.usage(m.mass_tenant)["resets"] + 1
+    checks[MASS_WINDOWS] = (
+        []
+        if windows >= windows_at_floor(config)
+        else [f"Visma saw the mass update in {windows} windows, the floor is {windows_at_floor(config)}"]
+    )
+    in_dlq = [message_attribute(msg, "notification_id") for msg in m.dlq_messages]
+    checks[MASS_DLQ] = [f"DLQ {m.dlq} at the end, queue {m.queue}"] if m.dlq or m.queue else []
+    checks[MASS_DLQ] += [f"{nid} in the DLQ" for nid in in_dlq if nid in m.nids]
+    checks[MASS_GAVE_UP] = [
+        f"{f['notificationId']}: {str(f.get('description'))[:120]}"
+        for f in m.feedback
+        if str(f.get("description") or "").startswith("gave up")
+    ]
+    posts = Counter(f["notificationId"] for f in m.feedback)
+    failures = {f["notificationId"] for f in m.feedback if f["isSuccess"] is not True}
+    checks[MASS_FEEDBACK] = [
+        f"{nid}: feedback posted {posts[nid]} times" for nid in sorted(m.nids) if posts[nid] != 1
+    ] + [f"{nid}: isSuccess false" for nid in sorted(failures)]
+    effects = Counter(e["id"] for e in m.effects if e["id"] in m.nids)
+    checks[MASS_EFFECTS] = [
+        f"{nid}: the handler ran {effects[nid]} times" for nid in sorted(m.mass_nids) if effects[nid] != 1
+    ] + [
+        f"{nid}: the handler ran {effects[nid]} times"
+        for nid in sorted(m.nids - m.mass_nids)
+        if effects[nid] > 1
+    ]
+    checks[MASS_FINAL] = [
+        f"{s.planned.nid} ({'mass update' if s.mass else 'other tenant'}): {outcome}"
+        for s in m.sendings
+        if (outcome := final_outcome(m.records.get(s.planned.nid)))
+        not in (("succeeded",) if s.mass else FINAL_OUTCOMES)
+    ]
+    checks[MASS_FAIR] = fairness(config, m)
+    return checks
+
+
+def fairness(config: SoakConfig, m: MassObserved) -> list[str]:
+    """Every other tenant's notification sent during the burst got its feedback within the bound."""
+    latencies = m.latencies_during_burst()
+    bound = other_latency_bound(config)
+    if not latencies:
+        return ["no other tenant's notification was sent during the burst"]
+    return [
+        f"{nid}: {'no feedback' if seconds is None else f'{seconds:.1f} s'} (bound {bound:.0f} s)"
+        for nid, seconds in latencies.items()
+        if seconds is None or seconds > bound
     ]

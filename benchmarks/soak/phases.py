@@ -2,7 +2,9 @@
 
 Phase 1 sends every request while workers process with Visma's faults on and are killed
 mid-batch; it ends when the queue has stayed empty for a moment. Phase 2 fixes Visma,
-runs ``visma-webhooks replay`` and waits for both queues to drain.
+runs ``visma-webhooks replay`` and waits for both queues to drain. Phase 3, the mass
+update (:mod:`benchmarks.soak.mass_update`), sends one tenant's notifications at once
+against a budget of several windows, with other tenants' traffic mixed in.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rich.console import Console
 
 from benchmarks.localstack import cli, stop_process
 from benchmarks.soak.invariants import Observed, Snapshot, judge
+from benchmarks.soak.mass_update import MassObserved, MassUpdate, pace_processor, timeline
 from benchmarks.soak.plan import ROOT, SoakConfig
 from benchmarks.soak.report import SoakResult, result, violation_details
 from benchmarks.soak.traffic import Sender, Workload, workload
@@ -159,6 +162,9 @@ class Soak:
             env = self._environment(workdir / "effects")
             state_file = workdir / "local.json"
             stack = start_stack(c, workdir, state_file, visma, env)
+            changed = pace_processor(state_file, c)
+            if changed:
+                self.say(f"the processor's budget settings set in the state file: {changed}")
             state = StackState.load(state_file)
             store = DynamoDBOutcomeStore(state.table_name, state.client("dynamodb"), 0)
             workers = Workers(workdir, state_file, env, c.pollers)
@@ -220,6 +226,15 @@ class Soak:
         self.phases["replay"] = time.monotonic() - phase_started
         self.say(f"replay moved {moved}; queue {final.queue}, DLQ {final.dlq}")
 
+        mass: MassObserved | None = None
+        if c.mass_update > 0:
+            phase_started = time.monotonic()
+            mass = MassUpdate(c, p, self.rng, self.say).run()
+            codes.update(mass.codes)
+            self.phases["mass update"] = time.monotonic() - phase_started
+            self.say(f"mass update done; queue {mass.queue}, DLQ {mass.dlq}")
+            (p.workdir / "mass-update.json").write_text(json.dumps(timeline(mass), indent=1))
+
         stack_code = stop_process(p.stack)
         self.phases["total"] = time.monotonic() - self.started
         observed = Observed(
@@ -235,6 +250,7 @@ class Soak:
             final=final,
             codes=codes,
             stack_code=stack_code,
+            mass=mass,
         )
         judgement = judge(c, observed)
         details = violation_details(observed, judgement)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from dataclasses import dataclass
@@ -48,9 +49,72 @@ class SoakConfig:
     # of the queue on each receive and delete, so a backlog of thousands only measures moto.
     max_backlog: int = 250
     timeout: float = 1800.0  # the whole run: a guard against a hang (it takes 4 to 14 minutes)
+    # The mass-update phase (after the replay; 0: none): one tenant's notifications all at
+    # once, one per record, against a Visma budget that needs several windows, while
+    # ``other_tenants`` each send ``other_rate`` notifications a second.
+    mass_update: int = 300
+    calls_per_window: int = 150  # Visma's budget per (tenant, client) in that phase
+    window_seconds: float = 15.0  # Visma's window, and the processor's VISMA_BUDGET_WINDOW_SECONDS
+    budget_reserve_percent: float = 10.0  # the processor's VISMA_BUDGET_RESERVE_PERCENT
+    other_tenants: int = 2
+    other_rate: float = 2.0  # notifications a second, per other tenant
+    other_resources: int = 4  # records per other tenant, each changed before each notification
     workdir: Path | None = None
     keep: bool = False  # keep the work directory (logs, effects)
     results: Path | None = RESULTS
+
+
+CALLS_PER_NOTIFICATION = 2  # the GET of the resource and the feedback POST
+
+
+def allowed_per_window(config: SoakConfig) -> int:
+    """Calls the processor lets a tenant make per window: the limit less the reserve."""
+    return max(1, math.floor(config.calls_per_window * (1 - config.budget_reserve_percent / 100)))
+
+
+def windows_at_floor(config: SoakConfig) -> int:
+    """Windows the mass update needs at the very least: its calls over what a window allows."""
+    return math.ceil(CALLS_PER_NOTIFICATION * config.mass_update / allowed_per_window(config))
+
+
+def batch_seconds(config: SoakConfig) -> float:
+    """The longest a batch may take: the processor's timeout."""
+    return float(config.processor_timeout)
+
+
+def other_latency_bound(config: SoakConfig) -> float:
+    """Worst latency allowed to another tenant's notification during the burst: three batch times.
+
+    A batch in flight when it arrives, its own, and one more for a wait on its record's
+    lease (the same record changes again and again); below the burst, which lasts at
+    least ``windows_at_floor - 1`` windows (:func:`check_mass_plan` makes sure of that).
+    A tenant starved by the burst would wait about as long as the burst.
+    """
+    return 3 * batch_seconds(config)
+
+
+def check_mass_plan(config: SoakConfig) -> list[str]:
+    """Why the mass-update phase would not test what it claims (empty: it would)."""
+    if config.mass_update <= 0:
+        return []
+    found = []
+    if windows_at_floor(config) < 3:
+        found.append(
+            f"{config.mass_update} notifications need only {windows_at_floor(config)} windows of "
+            f"{allowed_per_window(config)} calls: lower calls_per_window"
+        )
+    burst = (windows_at_floor(config) - 1) * config.window_seconds
+    if burst <= other_latency_bound(config):
+        found.append(
+            f"the burst lasts at least {burst:.0f} s, not more than the latency bound "
+            f"{other_latency_bound(config):.0f} s: longer windows"
+        )
+    per_window = CALLS_PER_NOTIFICATION * config.other_rate * config.window_seconds
+    if per_window > allowed_per_window(config) / 2:
+        found.append(
+            f"another tenant's {per_window:.0f} calls a window come close to its budget: lower other_rate"
+        )
+    return found
 
 
 @dataclass

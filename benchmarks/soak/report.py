@@ -7,7 +7,7 @@ import os
 import re
 import sys
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,14 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.soak.invariants import Judgement, Observed, final_outcome, history_without_outcome
-from benchmarks.soak.plan import SoakConfig
+from benchmarks.soak.mass_update import MassObserved
+from benchmarks.soak.plan import (
+    CALLS_PER_NOTIFICATION,
+    SoakConfig,
+    allowed_per_window,
+    other_latency_bound,
+    windows_at_floor,
+)
 
 # The figures at the top of the summary, in this order; the others follow in a section of their own.
 HEADLINE = (
@@ -40,6 +47,7 @@ class SoakResult:
     kills: list[dict[str, Any]]
     phases: dict[str, float]
     workdir: str
+    mass_update: dict[str, Any] = field(default_factory=dict)  # the mass-update phase's figures
 
     @property
     def violations(self) -> list[str]:
@@ -60,7 +68,62 @@ def result(
         kills=[{k: v for k, v in asdict(kill).items() if k != "wall"} for kill in observed.kills],
         phases={k: round(v, 1) for k, v in phases.items()},
         workdir=str(workdir),
+        mass_update=mass_figures(config, observed.mass) if observed.mass is not None else {},
     )
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 3) if whole else 0.0
+
+
+def mass_figures(config: SoakConfig, m: MassObserved) -> dict[str, Any]:
+    """The mass-update phase from one run: what the closing note of the budget work quotes."""
+    mass = m.usage(m.mass_tenant)
+    others = [m.usage(t) for t in m.other_tenants]
+    latencies = m.latencies_during_burst()
+    known = sorted(v for v in latencies.values() if v is not None)
+    ended = m.burst_ended
+    steps = Counter(e.step for r in m.records.values() for e in r.history)
+    mass_nids = m.mass_nids
+    other_waits = sum(
+        e.step in ("throttled", "waiting")
+        for nid, r in m.records.items()
+        if nid not in mass_nids
+        for e in r.history
+    )
+    outcomes = Counter(final_outcome(r) for r in m.records.values())
+    calls = CALLS_PER_NOTIFICATION * config.mass_update
+    return {
+        "notifications": config.mass_update,
+        "budget: calls per window": config.calls_per_window,
+        "budget: window seconds": config.window_seconds,
+        "allowed per window (less the reserve)": allowed_per_window(config),
+        "calls needed": calls,
+        "windows needed at the floor": windows_at_floor(config),
+        "wall time (s)": round(ended - m.burst_started, 1) if ended is not None else None,
+        "floor's wall time (s)": round((windows_at_floor(config) - 1) * config.window_seconds, 1),
+        "windows used (Visma's resets + 1)": mass["resets"] + 1,
+        "Visma calls": mass["calls"],
+        "429s": mass["refused"],
+        "429s as a share of calls": _share(mass["refused"], mass["calls"]),
+        "other tenants": len(m.other_tenants),
+        "other tenants' notifications": sum(not s.mass for s in m.sendings),
+        "of them during the burst": len(latencies),
+        "other tenants' calls": sum(o["calls"] for o in others),
+        "other tenants' 429s": sum(o["refused"] for o in others),
+        "other tenants' worst latency during the burst (s)": round(known[-1], 2) if known else None,
+        "other tenants' median latency during the burst (s)": round(known[len(known) // 2], 2)
+        if known
+        else None,
+        "latency bound (s)": other_latency_bound(config),
+        "waits re-enqueued (throttled)": steps["throttled"],
+        "waits re-enqueued (waiting)": steps["waiting"],
+        "of them the other tenants'": other_waits,
+        "superseded": outcomes["superseded"],
+        "feedback posts": len(m.feedback),
+        "gave up": sum(str(f.get("description") or "").startswith("gave up") for f in m.feedback),
+        "DLQ": m.dlq,
+    }
 
 
 def figures(config: SoakConfig, observed: Observed, j: Judgement) -> dict[str, Any]:
@@ -207,8 +270,21 @@ def _checks_table(checks: dict[str, list[str]]) -> Table:
     return table
 
 
+def _mass_table(f: dict[str, Any]) -> Table:
+    table = Table(
+        title="Mass update: one tenant's burst against a budget of several windows", title_justify="left"
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in f.items():
+        table.add_row(key, "none" if value is None else f"{value:,}")
+    return table
+
+
 def summary(result: SoakResult, console: Console) -> None:
     console.print(_figures_table(result.figures))
+    if result.mass_update:
+        console.print(_mass_table(result.mass_update))
     console.print(_checks_table(result.checks))
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in result.phases.items())
     console.print(
@@ -223,7 +299,7 @@ def write_results(result: SoakResult, path: Path) -> None:
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
         "passed": result.ok,
-        **{k: getattr(result, k) for k in ("config", "figures", "checks", "kills", "phases")},
+        **{k: getattr(result, k) for k in ("config", "figures", "mass_update", "checks", "kills", "phases")},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")

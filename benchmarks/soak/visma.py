@@ -6,6 +6,7 @@ import copy
 import fnmatch
 import random
 import threading
+import time
 from typing import Any
 
 from benchmarks.soak.plan import SoakConfig
@@ -30,7 +31,7 @@ class _TaggedFeedback(list[dict[str, Any]]):
         self.who = who
 
     def append(self, record: dict[str, Any]) -> None:
-        super().append({**record, "pid": getattr(self.who, "pid", None)})
+        super().append({**record, "pid": getattr(self.who, "pid", None), "at": time.time()})
 
     def __deepcopy__(self, memo: dict[int, Any]) -> list[dict[str, Any]]:
         return copy.deepcopy(list(self), memo)
@@ -47,7 +48,14 @@ class FaultyVisma(VismaSandbox):
     """
 
     def __init__(self, config: SoakConfig, hang_seconds: float):
-        super().__init__(port=0, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, seed=config.seed)
+        super().__init__(
+            port=0,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            seed=config.seed,
+            # The processor's window too; the default limit is far away until the mass update sets one.
+            rate_window=config.window_seconds,
+        )
         error, throttle, timeout = (config.fault_rate * s for s in config.fault_shares)
         self.thresholds = (error, error + throttle, error + throttle + timeout)
         self.hang_seconds = hang_seconds
