@@ -164,6 +164,46 @@ def test_calls_another_integration_made_on_the_client_make_the_next_take_wait(bu
     assert item()["used_seen"] == 29  # what the last take wrote (the last answer's is still local)
 
 
+def test_the_headers_that_made_a_take_wait_are_not_forgotten(budgets, clock):
+    a, b = budgets(), budgets()
+    a.take(TENANT, 1)
+    clock.now = T0 + HOUR / 2  # 30 allowed by now
+    a.take(TENANT, 1)
+    a.observe(TENANT, RateLimit(limit=48, remaining=18, reset=HOUR / 2))  # Visma counts 30
+
+    with pytest.raises(BudgetWait):
+        a.take(TENANT, 1)
+
+    with pytest.raises(BudgetWait):
+        a.take(TENANT, 1)  # the same instance, a moment later: still 30 used
+    with pytest.raises(BudgetWait):
+        b.take(TENANT, 1)  # another instance: the table must say 30 used too
+
+
+def test_calls_granted_after_the_headers_count_on_top_of_what_visma_reported(budgets, clock):
+    """Calls granted while the answers to earlier ones are still in flight (other record
+    threads, chunks): Visma's count (28 used) plus this stack's calls since (not yet in
+    any answer) must stay within the 30 that the pace allows by now."""
+    a = budgets()
+    a.take(TENANT, 1)
+    clock.now = T0 + HOUR / 2
+    a.take(TENANT, 1)
+    a.observe(TENANT, RateLimit(limit=48, remaining=20, reset=HOUR / 2))
+
+    assert spend_until_refused(a) == 2
+
+
+def test_another_instance_counts_its_calls_on_top_of_the_headers_in_the_table(budgets, clock):
+    a, b = budgets(), budgets()
+    a.take(TENANT, 1)
+    clock.now = T0 + HOUR / 2
+    a.take(TENANT, 1)
+    a.observe(TENANT, RateLimit(limit=48, remaining=20, reset=HOUR / 2))
+    a.take(TENANT, 1)  # writes Visma's 28 (and this stack's 3 spent) to the table
+
+    assert spend_until_refused(b) == 1  # 28 + this call = 29; + b's call = 30
+
+
 def test_a_higher_limit_in_the_headers_raises_what_is_allowed(budgets, clock):
     a = budgets()
     a.take(TENANT, 1)
@@ -189,6 +229,23 @@ def test_headers_saying_visma_is_nearly_out_reach_the_count_before_a_local_chunk
     with pytest.raises(BudgetWait):
         a.take(TENANT, 1)  # the 8 calls left of the chunk are not spent past the news
     assert a.writes == writes, "a refused take writes nothing"
+
+
+def test_headers_of_the_previous_window_do_not_hold_back_the_next_one(budgets, clock):
+    """Visma's last answer of a window says it is spent (Remaining 0, reset in 1 s); once
+    both Visma's window and ours have ended, the next take is in a fresh window."""
+    a = budgets()
+    a.take(TENANT, 1)
+    clock.now = T0 + HOUR - 1
+    a.take(TENANT, 1)
+    a.observe(TENANT, RateLimit(limit=48, remaining=0, reset=1))
+
+    clock.now = T0 + HOUR + 5  # both windows ended 5 s ago
+
+    a.take(TENANT, 1)
+    window = item()
+    assert window["ends_at"] == pytest.approx(T0 + 2 * HOUR)
+    assert window["spent"] == 1
 
 
 # -- chunks -----------------------------------------------------------------------------------
