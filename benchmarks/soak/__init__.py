@@ -24,6 +24,11 @@ What it does (``python -m benchmarks.soak [--notifications 2000] [--kills 6] [--
 * Once the queue is drained and nothing is in flight: checks the invariants (below),
   "fixes Visma" (no more faults or outage), runs ``visma-webhooks replay`` and checks that
   the DLQ drains to success.
+* Then the mass update (``--mass-update 300``; :mod:`~benchmarks.soak.mass_update`): one
+  tenant's notifications at once against ``--calls-per-window`` calls per
+  ``--window-seconds`` (at least 3 windows at the floor), two other tenants' changes mixed
+  in; none dead-lettered, no "gave up", feedback once each, a final outcome each, no stale
+  state per resource, and the other tenants' latency within three batch times.
 
 Invariants (each one is a line of the summary; any violation exits 1):
 
@@ -57,7 +62,7 @@ updates the committed ``benchmarks/soak-results.json``. Logs, the handler's effe
 unless ``--workdir`` names one.
 
 Modules: :mod:`~benchmarks.soak.plan` (settings, notifications), :mod:`~benchmarks.soak.traffic`
-(requests, senders), :mod:`~benchmarks.soak.visma` (the faulty Visma),
+(requests, senders), :mod:`~benchmarks.soak.mass_update` (the mass-update phase), :mod:`~benchmarks.soak.visma` (the faulty Visma),
 :mod:`~benchmarks.soak.workers` (processes, kills), :mod:`~benchmarks.soak.phases` (the run),
 :mod:`~benchmarks.soak.invariants` (judging), :mod:`~benchmarks.soak.report` (figures, summary),
 :mod:`~benchmarks.soak.cli` (``python -m benchmarks.soak``).
