@@ -128,3 +128,53 @@ def run(app, sqs, queue_url, expected, *, timeout=30.0):
 
 def gets(sandbox, path):
     return [r for r in sandbox.requests if r["method"] == "GET" and r["path"] == path]
+
+
+# -- driving the queue until a burst is done (tests of waits and resource order) ------------
+
+
+def queue_depth(sqs, queue_url: str) -> int:
+    """Messages on the queue: visible, in flight and delayed."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    names.append("ApproximateNumberOfMessagesDelayed")
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[name]) for name in names)
+
+
+def process_until_empty(
+    app, sqs, queue_url: str, *, limit: float = 120.0, timeout: float = 30.0, max_handed: int = 1000
+) -> list[dict]:
+    """Receive, hand to the processor and delete the acknowledged records, as an event source
+    mapping would, until nothing is left on the queue (delayed copies included); the records
+    handed over, in order. ``limit`` (seconds) and ``max_handed`` (records) only stop a run
+    that would never end."""
+    import time
+
+    handed: list[dict] = []
+    started = time.monotonic()
+    while queue_depth(sqs, queue_url):
+        assert time.monotonic() - started < limit, f"still {queue_depth(sqs, queue_url)} messages"
+        assert len(handed) < max_handed, f"{len(handed)} records handed over, and the queue is not empty"
+        messages = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=60,
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        if not messages:
+            time.sleep(0.05)  # the rest are delayed copies, waiting for their budget
+            continue
+        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
+        event = sqs_event(messages, arn["QueueArn"], REGION)
+        handed.extend(event["Records"])
+        response = app.handler(event, LambdaContext("processor", timeout))
+        delete_succeeded(sqs, queue_url, event, response)
+    return handed
+
+
+def waits_of(record: dict) -> int:
+    """How often a handed-over record had been put back to wait (its ``waits`` attribute)."""
+    value = record["messageAttributes"].get("waits", {}).get("stringValue")
+    return int(value) if value else 0
