@@ -102,6 +102,18 @@ def test_a_burst_needing_several_windows_finishes_without_the_dlq(
     assert len(handed) == 12 + len(waited)
 
 
+def test_a_budget_smaller_than_a_notifications_calls_at_once_still_serves_it(
+    monkeypatch, queues, idempotency_table, counter
+):
+    """6 calls a window: its burst (a quarter, 1.5) is less than a notification's 2 calls, so
+    each must wait for the pace to grow a little into the window, then be served."""
+    ids, handed, feedback, _ = burst(monkeypatch, queues, 6, 2.0, max_handed=12 * 8)
+
+    assert_no_dlq(queues)
+    assert all(feedback_for(feedback, nid) for nid in ids)
+    assert len(handed) < 12 * 8
+
+
 def spender(budget: SharedBudget, spent: threading.Event):
     """A handler that, while it runs, lets another instance spend the rest of the budget."""
 

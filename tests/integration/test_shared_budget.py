@@ -366,3 +366,16 @@ def test_the_table_recovering_ends_the_fast_failures(budgets, clock, idempotency
     a.take(TENANT, 1)
     a.take(TENANT, 1)
     assert item()["spent"] == 2
+
+
+def test_a_take_larger_than_the_burst_is_granted_once_the_pace_has_grown(budgets, clock):
+    """6 calls a window allow 1.5 at once: a take of 2 waits a little into the window, and
+    after that wait it is granted (the window started with the first take, not the retry)."""
+    a = budgets(BudgetSettings(reserve_percent=0.0, window_seconds=2.0, assumed_limit=6))
+
+    with pytest.raises(BudgetWait) as caught:
+        a.take(TENANT, 2)
+    clock.now = T0 + caught.value.retry_after + 0.01
+
+    a.take(TENANT, 2)
+    assert item()["spent"] == 2
