@@ -36,7 +36,8 @@ WEBHOOK, BACKGROUND = Priority.WEBHOOK, Priority.BACKGROUND
 
 
 def window(spent: int = 0, used_seen: int = 0, limit: int = 500, ends_at: float = END) -> Window:
-    return Window(ends_at=ends_at, limit=limit, spent=spent, used_seen=used_seen)
+    """Visma's count ``used_seen`` as seen when this stack had spent ``spent``."""
+    return Window(ends_at=ends_at, limit=limit, spent=spent, used_seen=used_seen, spent_at_seen=spent)
 
 
 # -- what is allowed -----------------------------------------------------------------------
@@ -223,7 +224,7 @@ def test_observe_aligns_the_end_with_vismas_reset():
     w = observe(window(spent=5), RateLimit(500, 495, reset=HOUR - 700), seen_at, SETTINGS)
 
     assert w.ends_at == pytest.approx(seen_at + HOUR - 700)
-    assert (w.spent, w.used_seen) == (5, 5), "aligning the end keeps the counts"
+    assert (w.spent, w.used) == (5, 5), "aligning the end keeps the counts"
 
 
 def test_observe_ignores_a_reset_within_the_slack():
@@ -362,6 +363,9 @@ def test_a_wait_never_ends_after_the_next_window_has_begun(situation):
 def test_observe_never_forgets_what_visma_counted(situation, remaining, reset):
     settings, w, now, _, _ = situation
     seen = observe(w, RateLimit(limit=w.limit, remaining=min(remaining, w.limit), reset=reset), now, settings)
+    if now + reset < w.ends_at - settings.window_seconds / 2:  # an answer of the previous window
+        assert seen == w
+        return
     assert seen.used >= w.limit - min(remaining, w.limit)
     new_window = now + reset > w.ends_at + settings.window_seconds / 2
     if not new_window:

@@ -1,7 +1,7 @@
 """The shared budget of each (tenant, Visma client), in the ``IdempotencyTable`` (:mod:`visma_webhooks.domain.budgets`).
 
 The item ``budget#<tenant>#<client_id>`` holds the window (``ends_at``, ``limit``,
-``spent``, ``used_seen``) and a ``version``. An instance writes it with a conditional put
+``spent``, ``used_seen``, ``spent_at_seen``) and a ``version``. An instance writes it with a conditional put
 on the version it last wrote or read (compare-and-swap); a put that loses the race gets
 the current item back with the refusal and tries again, so every instance spends from one
 count without a read before each write.
@@ -121,10 +121,10 @@ class SharedBudget:
             return self._locks.setdefault(tenant_id, threading.Lock())
 
     def _reserve(self, tenant_id: str, local: _Local, units: int, priority: Priority, now: float) -> None:
+        with self._lock:
+            seen, local.seen = local.seen, None
         for _ in range(MAX_RACES):
             window = current(local.window, now, self.settings)
-            with self._lock:
-                seen, local.seen = local.seen, None
             if seen is not None:
                 window = observe(window, seen[0], seen[1], self.settings)
             chunk = self._chunk(window, units)
@@ -132,6 +132,13 @@ class SharedBudget:
             if wait and chunk > units:  # the pace allows less than a chunk: ask for just enough
                 granted, wait = grant(window, now, units, self.settings, priority)
             if wait:
+                # The headers that make this wait, or a window that just began, are news for
+                # every instance: written first.
+                news = seen is not None or local.window is None or window.ends_at != local.window.ends_at
+                if news and not self._put(tenant_id, local, window):
+                    now = self._clock()
+                    continue
+                local.chunk = 0  # what is left of it is not spent past the news
                 raise BudgetWait(f"tenant {tenant_id}'s Visma budget is spent for now", wait)
             if self._put(tenant_id, local, granted):
                 leftover = local.chunk if now < local.chunk_ends_at else 0
@@ -157,6 +164,7 @@ class SharedBudget:
             "limit": {"N": str(new.limit)},
             "spent": {"N": str(new.spent)},
             "used_seen": {"N": str(new.used_seen)},
+            "spent_at_seen": {"N": str(new.spent_at_seen)},
             "version": {"N": str(new.version)},
             "expiration": {"N": str(int(self._clock()) + TTL_SECONDS)},
         }
@@ -175,8 +183,8 @@ class SharedBudget:
                 raise
             local.window = _window(exc.response.get("Item"))  # type: ignore[arg-type]
             return False
-        if known is None or new.ends_at != known.ends_at:
-            self._seen(tenant_id)
+        if known is None or new.ends_at > known.ends_at + self.settings.window_seconds / 2:
+            self._seen(tenant_id)  # a new window (not one whose end the headers moved a little)
         local.window = new
         return True
 
@@ -204,5 +212,6 @@ def _window(item: dict[str, Any] | None) -> Window | None:
         limit=max(1, math.floor(number("limit"))),
         spent=int(number("spent")),
         used_seen=int(number("used_seen")),
+        spent_at_seen=int(number("spent_at_seen")),
         version=int(number("version")),
     )

@@ -32,6 +32,7 @@ from visma_webhooks.domain.rate_limits import RateLimit
 
 BURST_SHARE = 0.25  # of what a window allows, usable at once
 BACKGROUND_HEADROOM = 0.25  # of what the pace allows, never taken by background work
+ROUNDING = 1e-6  # of the pace's float arithmetic on epoch seconds
 WINDOW_SLACK_SECONDS = 1.0  # a later window's end differs from the known one by more than this
 
 
@@ -65,11 +66,12 @@ class Window:
     limit: int
     spent: int = 0  # calls granted by this stack in the window
     used_seen: int = 0  # calls Visma counted (limit - remaining), last seen
+    spent_at_seen: int = 0  # ``spent`` when that was seen: later grants count on top
     version: int = 0
 
     @property
     def used(self) -> int:
-        return max(self.spent, self.used_seen)
+        return max(self.spent, self.used_seen + self.spent - self.spent_at_seen)
 
 
 def current(window: Window | None, now: float, settings: BudgetSettings) -> Window:
@@ -79,26 +81,33 @@ def current(window: Window | None, now: float, settings: BudgetSettings) -> Wind
     if now < window.ends_at:
         return window
     periods = math.floor((now - window.ends_at) / settings.window_seconds) + 1
-    return replace(window, ends_at=window.ends_at + periods * settings.window_seconds, spent=0, used_seen=0)
+    ends_at = window.ends_at + periods * settings.window_seconds
+    return replace(window, ends_at=ends_at, spent=0, used_seen=0, spent_at_seen=0)
 
 
 def observe(window: Window, seen: RateLimit, seen_at: float, settings: BudgetSettings) -> Window:
     """The window corrected by one answer's headers (seen at ``seen_at``, epoch seconds).
 
     A reset more than half a window past the known end means Visma is already in the next
-    window: its counts start afresh. A smaller difference only aligns the known end.
+    window: its counts start afresh; more than half a window before it, the answer was of
+    the previous window and says nothing of this one. A smaller difference only aligns the
+    known end. Visma's count replaces the estimate when it is higher; this stack's calls
+    granted after it count on top of it.
     """
     limit = seen.limit if seen.limit is not None and seen.limit > 0 else window.limit
-    ends_at, spent, used_seen = window.ends_at, window.spent, window.used_seen
+    ends_at = window.ends_at
     if seen.reset is not None:
         seen_end = seen_at + seen.reset
+        if seen_end < ends_at - settings.window_seconds / 2:
+            return window
         if seen_end > ends_at + settings.window_seconds / 2:
-            ends_at, spent, used_seen = seen_end, 0, 0
-        elif abs(seen_end - ends_at) > WINDOW_SLACK_SECONDS:
+            window = replace(window, spent=0, used_seen=0, spent_at_seen=0)
+        if abs(seen_end - ends_at) > WINDOW_SLACK_SECONDS:
             ends_at = seen_end
-    if seen.remaining is not None:
-        used_seen = max(used_seen, limit - seen.remaining)
-    return replace(window, limit=limit, ends_at=ends_at, spent=spent, used_seen=used_seen)
+    window = replace(window, limit=limit, ends_at=ends_at)
+    if seen.remaining is not None and limit - seen.remaining > window.used:
+        window = replace(window, used_seen=limit - seen.remaining, spent_at_seen=window.spent)
+    return window
 
 
 def pace(window: Window, now: float, settings: BudgetSettings, priority: Priority) -> float:
@@ -114,7 +123,7 @@ def grant(
     window: Window, now: float, units: int, settings: BudgetSettings, priority: Priority
 ) -> tuple[Window, float]:
     """``units`` more calls spent (wait 0), or the window unchanged and the seconds to wait."""
-    if window.used + units <= pace(window, now, settings, priority):
+    if window.used + units <= pace(window, now, settings, priority) + ROUNDING:  # at wait_for's end too
         return replace(window, spent=window.spent + units), 0.0
     return window, wait_for(window, now, units, settings, priority)
 
