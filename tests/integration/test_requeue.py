@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from visma_webhooks.adapters.aws import MAX_DELAY_SECONDS, WAITS_ATTRIBUTE, SqsRequeuer
-from visma_webhooks.domain.queueing import UNKNOWN_GROUP
+from visma_webhooks.adapters.aws import MAX_DELAY_SECONDS, SqsRequeuer
+from visma_webhooks.domain.queueing import UNKNOWN_GROUP, WAITS_ATTRIBUTE
 
 ATTRIBUTES = {"event": "customer_changed", "tenant_id": "1262489", "notification_id": "n-1"}
 

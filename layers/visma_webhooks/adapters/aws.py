@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from visma_webhooks.domain.queueing import Message, group_id
+from visma_webhooks.domain.queueing import WAITS_ATTRIBUTE, Message, group_id
 
 if TYPE_CHECKING:
     from types_boto3_sqs import SQSClient
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_DELAY_SECONDS = 900  # SQS's longest DelaySeconds: 15 minutes
-WAITS_ATTRIBUTE = "waits"  # how many times a message was put back to wait
 
 # The SDK's defaults wait up to 60 s per attempt: a stuck connection would outlast the
 # invocation. The processor's clients give up within seconds and retry in standard mode.

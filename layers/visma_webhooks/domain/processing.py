@@ -57,12 +57,11 @@ from visma_webhooks.domain.outcomes import (
     RecordResult,
 )
 from visma_webhooks.domain.parsing import ItemError, PayloadError
-from visma_webhooks.domain.queueing import FORCE_ATTRIBUTE, QUARANTINE_KEY, parse_quarantined
+from visma_webhooks.domain.queueing import FORCE_ATTRIBUTE, QUARANTINE_KEY, WAITS_ATTRIBUTE, parse_quarantined
 from visma_webhooks.domain.settings import ProcessorSettings
 from visma_webhooks.notification_handlers import Registry
 
 MAX_VISIBILITY_SECONDS = 43_200  # SQS maximum: 12 hours
-WAITS_ATTRIBUTE = "waits"  # a copy put back on the queue to wait (it has run before)
 MAIN_RUN = "main"
 
 

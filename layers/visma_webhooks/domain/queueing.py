@@ -35,6 +35,7 @@ MAX_MESSAGE_BYTES = 1_048_576  # one SQS message, body and attributes
 QUARANTINE_KEY = "quarantine"
 REJECTION_ATTRIBUTE = "rejection_reason"
 FORCE_ATTRIBUTE = "force"
+WAITS_ATTRIBUTE = "waits"  # how many times a message was put back to wait (it has run before)
 UNKNOWN_GROUP = "unknown"  # the fair-queue group of messages whose tenant is not known
 _GROUP_ID = re.compile(r"^[!-~]{1,128}$")  # what SQS accepts as a MessageGroupId
 
