@@ -39,6 +39,7 @@ from visma_webhooks.domain.batches import QueuedRecord
 from visma_webhooks.domain.errors import ConfigurationError
 from visma_webhooks.domain.outcomes import Outcome, RecordResult
 from visma_webhooks.domain.processing import Processor
+from visma_webhooks.domain.queueing import FAILURES_ATTRIBUTE
 from visma_webhooks.domain.settings import ProcessorSettings
 from visma_webhooks.notification_handlers import load_modules, registry
 
@@ -131,11 +132,35 @@ def _delay(record: SQSRecord, result: RecordResult) -> None:
 
 
 def _requeued(record: SQSRecord, result: RecordResult) -> bool:
-    """A fresh copy of a waiting record, delayed by its wait; False if SQS refused it."""
+    """A fresh copy of a waiting record, delayed by its wait, carrying its failures so far;
+    False if SQS refused it."""
     attributes = {name: value.string_value or "" for name, value in record.message_attributes.items()}
+    attributes[FAILURES_ATTRIBUTE] = str(result.attempts - 1)
     return requeuer().requeue(
         record.body, attributes, delay=result.retry_after or 0, tenant_id=result.tenant_id
     )
+
+
+def _dead_lettered(record: SQSRecord, result: RecordResult) -> bool:
+    """Move a record to the DLQ itself: its genuine attempts are used up, but SQS counts only
+    this copy's receives (waits started it again at 1), so it would never move it."""
+    if result.attempts < settings.max_receive_count or not settings.dlq_url:
+        return False
+    if int(record.attributes.approximate_receive_count or 1) >= settings.max_receive_count:
+        return False  # SQS moves it
+    attributes = {name: value.string_value or "" for name, value in record.message_attributes.items()}
+    try:
+        sqs_client().send_message(
+            QueueUrl=settings.dlq_url,
+            MessageBody=record.body,
+            MessageAttributes={
+                k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v
+            },
+        )
+    except Exception:  # it stays on the queue and is tried again
+        logger.exception("could not move the message to the DLQ", extra={"message_id": record.message_id})
+        return False
+    return True
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -163,7 +188,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
         if result.wait and not _requeued(record, result):
             _delay(record, result)  # the fallback: this receive counts, but nothing is lost
             raise RuntimeError(f"{result.outcome}: {result.error}")
-        if result.retry:
+        if result.retry and not _dead_lettered(record, result):
             _delay(record, result)
             raise RuntimeError(f"{result.outcome}: {result.error}")
         return result.outcome

@@ -128,6 +128,7 @@ def test_processor_iam_is_least_privilege(template, params, extra):
         ("sqs:GetQueueAttributes", QUEUE_ARN),
         ("sqs:ChangeMessageVisibility", QUEUE_ARN),
         ("sqs:SendMessage", QUEUE_ARN),  # a waiting notification goes back as a delayed copy
+        ("sqs:SendMessage", DLQ_ARN),  # one whose attempts are used up (waits reset SQS's count)
         ("dynamodb:GetItem", table),
         ("dynamodb:PutItem", table),
         ("dynamodb:UpdateItem", table),
@@ -224,6 +225,7 @@ INGEST_ENVIRONMENT = {
 }
 PROCESSOR_ENVIRONMENT = {
     "QUEUE_URL": ref("NotificationsQueue"),
+    "DLQ_URL": ref("NotificationsDLQ"),
     "IDEMPOTENCY_TABLE": ref("IdempotencyTable"),
     "IDEMPOTENCY_TTL_HOURS": "168",
     "VISMA_API_BASE_URL": "https://api.finance.visma.net",

@@ -208,6 +208,7 @@ class LocalStack:
         processor_overrides = {
             **aws_env,
             "QUEUE_URL": resources.queue_url,
+            "DLQ_URL": resources.dlq_url,
             "IDEMPOTENCY_TABLE": resources.table_name,
             "VISMA_CLIENT_SECRET_ARN": resources.visma_secret_arn,
             **{SERVICE_URL_VARIABLES[name]: url for name, url in visma.service_urls.items()},

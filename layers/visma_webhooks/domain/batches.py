@@ -11,6 +11,7 @@ from typing import Any
 
 from visma_webhooks.domain.handling import Visma
 from visma_webhooks.domain.outcomes import RecordResult
+from visma_webhooks.domain.queueing import FAILURES_ATTRIBUTE
 
 DEFAULT_LEASE_SECONDS = 900.0  # Lambda's longest invocation, for a scope without a deadline
 
@@ -23,6 +24,13 @@ class QueuedRecord:
     body: str
     attributes: Mapping[str, str] = field(default_factory=dict)
     receive_count: int = 1
+
+    @property
+    def attempts(self) -> int:
+        """Genuine attempts: this copy's receives and the failures of the copies it replaced
+        (a waiting copy starts again at receive count 1, but its failures still count)."""
+        carried = self.attributes.get(FAILURES_ATTRIBUTE, "")
+        return self.receive_count + (int(carried) if carried.isascii() and carried.isdigit() else 0)
 
 
 class BatchScope:

@@ -198,6 +198,7 @@ class _Resource:
         self.modified: str | None = None
         self.unchanged = False
         self.superseded = False
+        self.shared = False  # fetched by an earlier record of the batch
         self.error: PermanentVismaError | None = None
 
     def load(self) -> None:
@@ -217,7 +218,10 @@ class _Resource:
             self.modified = modified_at(self.document)
 
     def claim(self) -> ResourceClaim:
-        fetched = None if self.gone or self.error else ResourceState(self.fingerprint, self.modified)
+        """What the claim compares; nothing when an earlier record of the batch handed this
+        very state over already (the conditional claim would be refused)."""
+        unknown = self.gone or self.error or self.shared
+        fetched = None if unknown else ResourceState(self.fingerprint, self.modified)
         return ResourceClaim(self.service, self.path, fetched)
 
     def hold(self, lease: Lease, store: ResourceStore, attempt: Attempt) -> None:
@@ -300,7 +304,7 @@ class HandlerStage:
         )
         fetch = resource is not None and not resource.gone
         if resource is not None and scope.fetched(notification.tenant_id, resource.service, resource.path):
-            fetch = False
+            fetch, resource.shared = False, True
         feedback = not notification.derived_id and (done is None or Feedback.due(notification, done))
         # the reconciler's synthetic notifications spend only what webhooks leave
         priority = Priority.BACKGROUND if notification.source_format == "reconciled" else Priority.WEBHOOK

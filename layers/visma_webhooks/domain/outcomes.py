@@ -45,6 +45,7 @@ class RecordResult:
     found: Outcome | None = None  # a duplicate: the outcome the notification already had
     deleted: bool = False  # handlers were told the resource is gone
     tenant_id: str | None = None
+    attempts: int = 1  # genuine attempts so far, this one included
 
     @property
     def retry(self) -> bool:

@@ -127,6 +127,7 @@ class Processor:
                 result = self._claimed(record, notification, scope)
             finally:
                 scope.settle(key, result)
+            result.attempts = record.attempts
             return result
         first: RecordResult = earlier.result()
         result = RecordResult(record.message_id, Outcome.DUPLICATE, nid, notification.event, tenant_id=tenant)
@@ -302,7 +303,7 @@ class Processor:
     ) -> RecordResult:
         result.outcome = Outcome.RETRYING
         result.error = f"{type(exc).__name__}: {exc}"[:MAX_RESULT_CHARS]
-        result.retry_after = self._retry_after(record.receive_count)
+        result.retry_after = self._retry_after(record.attempts)
         self.logger.warning(
             "notification will be retried",
             extra={
@@ -311,8 +312,8 @@ class Processor:
                 "retry_after": result.retry_after,
             },
         )
-        if record.receive_count >= self.settings.max_receive_count and attempt is not None:
-            result.feedback = self._gave_up(notification, attempt, record.receive_count, result.error)
+        if record.attempts >= self.settings.max_receive_count and attempt is not None:
+            result.feedback = self._gave_up(notification, attempt, record.attempts, result.error)
         return result
 
     def _gave_up(
@@ -343,7 +344,7 @@ class Processor:
             Outcome.INVALID,
             record.attributes.get("notification_id"),
             error=reason,
-            retry_after=self._retry_after(record.receive_count),
+            retry_after=self._retry_after(record.attempts),
         )
 
     def _still_invalid(self, record: QueuedRecord, reason: str, tenant_id: str | None) -> RecordResult:

@@ -36,6 +36,7 @@ QUARANTINE_KEY = "quarantine"
 REJECTION_ATTRIBUTE = "rejection_reason"
 FORCE_ATTRIBUTE = "force"
 WAITS_ATTRIBUTE = "waits"  # how many times a message was put back to wait (it has run before)
+FAILURES_ATTRIBUTE = "failures"  # genuine failures of the copies a waiting copy replaced
 UNKNOWN_GROUP = "unknown"  # the fair-queue group of messages whose tenant is not known
 _GROUP_ID = re.compile(r"^[!-~]{1,128}$")  # what SQS accepts as a MessageGroupId
 

@@ -93,6 +93,7 @@ class ProcessorSettings:
     table_name: str = ""
     ttl_seconds: int = 168 * 3600
     queue_url: str = ""
+    dlq_url: str = ""  # where a notification whose attempts are used up goes (see processing)
     secret_arn: str = ""
     handler_modules: tuple[str, ...] = DEFAULT_HANDLER_MODULES
     endpoints: Endpoints = field(default_factory=Endpoints)
@@ -112,6 +113,7 @@ class ProcessorSettings:
             table_name=env.get("IDEMPOTENCY_TABLE", ""),
             ttl_seconds=int(_number(env, "IDEMPOTENCY_TTL_HOURS", float, 168.0) * 3600),
             queue_url=env.get("QUEUE_URL", ""),
+            dlq_url=env.get("DLQ_URL", ""),
             secret_arn=env.get("VISMA_CLIENT_SECRET_ARN", ""),
             handler_modules=(
                 tuple(m.strip() for m in modules.split(",") if m.strip())
