@@ -10,6 +10,7 @@ import boto3
 from visma_webhooks.adapters.aws import SqsBatchSender
 from visma_webhooks.domain.models import Notification
 from visma_webhooks.domain.queueing import enqueue, notification_message
+from visma_webhooks_local.ops import queue_counts
 from visma_webhooks_local.stack.functions import load_function
 from visma_webhooks_local.stack.lambda_events import LambdaContext, sqs_event
 
@@ -135,10 +136,7 @@ def gets(sandbox, path):
 
 def queue_depth(sqs, queue_url: str) -> int:
     """Messages on the queue: visible, in flight and delayed."""
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    names.append("ApproximateNumberOfMessagesDelayed")
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
-    return sum(int(attributes[name]) for name in names)
+    return sum(queue_counts(sqs, queue_url))
 
 
 def process_until_empty(
