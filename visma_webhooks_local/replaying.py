@@ -17,7 +17,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from visma_webhooks.domain.queueing import FORCE_ATTRIBUTE, UNKNOWN_GROUP, group_id
+from visma_webhooks.domain.queueing import (
+    FAILURES_ATTRIBUTE,
+    FORCE_ATTRIBUTE,
+    UNKNOWN_GROUP,
+    WAITS_ATTRIBUTE,
+    group_id,
+)
 from visma_webhooks.domain.queueing import message_attribute as attribute
 from visma_webhooks_local.ops import MAX_BATCH, release
 
@@ -128,9 +134,10 @@ def _move(
 ) -> None:
     entries = []
     for i, m in enumerate(messages):
-        attributes = {
+        attributes = {  # a replay is a fresh start: no waits or failures carried
             name: {k: v for k, v in value.items() if k in ("DataType", "StringValue", "BinaryValue")}
             for name, value in (m.get("MessageAttributes") or {}).items()
+            if name not in (WAITS_ATTRIBUTE, FAILURES_ATTRIBUTE)
         }
         if force:
             attributes[FORCE_ATTRIBUTE] = {"DataType": "String", "StringValue": result.run_id}

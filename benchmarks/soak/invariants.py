@@ -18,7 +18,7 @@ from benchmarks.soak.plan import Planned, SoakConfig, other_latency_bound, windo
 from benchmarks.soak.traffic import Sent, Workload
 from benchmarks.soak.workers import Kill
 from visma_webhooks.adapters.outcome_store import OutcomeRecord
-from visma_webhooks.domain.queueing import message_attribute
+from visma_webhooks.domain.queueing import FAILURES_ATTRIBUTE, message_attribute
 
 TRANSIENT_STEPS = ("retrying", "throttled")
 IN_TIME = "the run finished in time"
@@ -199,12 +199,19 @@ def dead_letters(config: SoakConfig, observed: Observed, j: Judgement) -> list[s
         steps = [e.step for e in record.history] if record else []
         if by_nid[nid].kind == "refused" and not any(s in TRANSIENT_STEPS for s in steps):
             found.append(f"{nid} (403) is in the DLQ without a transient failure")
+        # a copy that waited started again at receive 1 but carries its failures: the
+        # processor moves it to the DLQ itself once its genuine attempts are used up
         receives = int((m.get("Attributes") or {}).get("ApproximateReceiveCount", "0"))
-        if receives and receives < config.max_receive_count:
-            found.append(f"{nid} went to the DLQ after {receives} receives")
+        attempts = receives + int(message_attribute(m, FAILURES_ATTRIBUTE) or 0)
+        if receives and attempts < config.max_receive_count:
+            found.append(f"{nid} went to the DLQ after {attempts} attempts")
     for p in observed.workload.planned:
-        if p.kind == "outage" and j.dlq_nids[p.nid] != 2:
-            found.append(f"outage notification {p.nid} has {j.dlq_nids[p.nid]} copies in the DLQ, not 2")
+        # each delivered copy ends there; a kill between a wait's fresh copy and the
+        # original's deletion leaves one more (absorbed as a duplicate once replayed)
+        if p.kind == "outage" and j.dlq_nids[p.nid] < 2:
+            found.append(
+                f"outage notification {p.nid} has {j.dlq_nids[p.nid]} copies in the DLQ, not 2 or more"
+            )
     return found
 
 

@@ -149,6 +149,7 @@ def _dead_lettered(record: SQSRecord, result: RecordResult) -> bool:
     if int(record.attributes.approximate_receive_count or 1) >= settings.max_receive_count:
         return False  # SQS moves it
     attributes = {name: value.string_value or "" for name, value in record.message_attributes.items()}
+    attributes[FAILURES_ATTRIBUTE] = str(result.attempts)  # what it used, for whoever reads the DLQ
     try:
         sqs_client().send_message(
             QueueUrl=settings.dlq_url,

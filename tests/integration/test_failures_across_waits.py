@@ -15,6 +15,7 @@ import pytest
 
 from tests.processor_support import feedback_for, load_processor, notification, put, run
 from visma_webhooks.domain.queueing import FAILURES_ATTRIBUTE, WAITS_ATTRIBUTE
+from visma_webhooks_local.replaying import replay
 from visma_webhooks_local.sandbox import VismaSandbox
 
 MAX_RECEIVE = 3
@@ -80,7 +81,14 @@ def test_a_copy_whose_attempts_are_used_up_gives_up_and_goes_to_the_dlq(processo
     assert "gave up after 3 attempts" in posted["description"]
     (moved,) = dlq_messages(sqs, dlq)
     assert moved["Body"] == event["Records"][0]["body"]
+    assert moved["MessageAttributes"][FAILURES_ATTRIBUTE]["StringValue"] == "3"  # the attempts it used
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None
+
+    sqs.change_message_visibility(QueueUrl=dlq, ReceiptHandle=moved["ReceiptHandle"], VisibilityTimeout=0)
+    assert replay(sqs, dlq, url, wait_seconds=0).moved == 1
+    (replayed,) = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"])["Messages"]
+    assert FAILURES_ATTRIBUTE not in replayed["MessageAttributes"], "a replay starts afresh"
+    assert WAITS_ATTRIBUTE not in replayed["MessageAttributes"]
 
 
 def test_without_carried_failures_a_first_receive_is_only_retried(processor, queues, sandbox):
