@@ -31,6 +31,11 @@ def test_good_settings_are_read():
             {"VISMA_SALESORDERS_BASE_URL": "ftp://salesorder.visma.net"},
             "VISMA_SALESORDERS_BASE_URL must be an http",
         ),
+        ({"VISMA_BUDGET_RESERVE_PERCENT": "100"}, "VISMA_BUDGET_RESERVE_PERCENT must be from 0 to under 100"),
+        ({"VISMA_BUDGET_RESERVE_PERCENT": "-1"}, "VISMA_BUDGET_RESERVE_PERCENT must be from 0 to under 100"),
+        ({"VISMA_BUDGET_WINDOW_SECONDS": "0"}, "VISMA_BUDGET_WINDOW_SECONDS and VISMA_BUDGET_ASSUMED_LIMIT"),
+        ({"VISMA_BUDGET_ASSUMED_LIMIT": "0"}, "VISMA_BUDGET_WINDOW_SECONDS and VISMA_BUDGET_ASSUMED_LIMIT"),
+        ({"VISMA_BUDGET_ASSUMED_LIMIT": "many"}, "VISMA_BUDGET_ASSUMED_LIMIT must be a number, not 'many'"),
     ],
 )
 def test_the_processor_refuses_bad_settings(env, message):
