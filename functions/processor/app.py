@@ -77,7 +77,7 @@ def sqs_client() -> SQSClient:
 @cache
 def requeuer() -> SqsRequeuer:
     """Puts waiting records back on the queue (made on first use, like the SQS client)."""
-    return SqsRequeuer(sqs_client(), settings.queue_url)
+    return SqsRequeuer(sqs_client(), settings.queue_url, settings.dlq_url)
 
 
 @cache
@@ -109,12 +109,15 @@ batch_processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_
 _threads = ThreadPoolExecutor(max_workers=10, thread_name_prefix="record")
 
 
+def _attributes(record: SQSRecord) -> dict[str, str]:
+    return {name: value.string_value or "" for name, value in record.message_attributes.items()}
+
+
 def _queued(record: SQSRecord) -> QueuedRecord:
-    attributes = {name: value.string_value or "" for name, value in record.message_attributes.items()}
     return QueuedRecord(
         message_id=record.message_id,
         body=record.body,
-        attributes=attributes,
+        attributes=_attributes(record),
         receive_count=int(record.attributes.approximate_receive_count or 1),
     )
 
@@ -134,8 +137,7 @@ def _delay(record: SQSRecord, result: RecordResult) -> None:
 def _requeued(record: SQSRecord, result: RecordResult) -> bool:
     """A fresh copy of a waiting record, delayed by its wait, carrying its failures so far;
     False if SQS refused it."""
-    attributes = {name: value.string_value or "" for name, value in record.message_attributes.items()}
-    attributes[FAILURES_ATTRIBUTE] = str(result.attempts - 1)
+    attributes = {**_attributes(record), FAILURES_ATTRIBUTE: str(result.attempts - 1)}
     return requeuer().requeue(
         record.body, attributes, delay=result.retry_after or 0, tenant_id=result.tenant_id
     )
@@ -144,24 +146,13 @@ def _requeued(record: SQSRecord, result: RecordResult) -> bool:
 def _dead_lettered(record: SQSRecord, result: RecordResult) -> bool:
     """Move a record to the DLQ itself: its genuine attempts are used up, but SQS counts only
     this copy's receives (waits started it again at 1), so it would never move it."""
-    if result.attempts < settings.max_receive_count or not settings.dlq_url:
+    if result.attempts < settings.max_receive_count:
         return False
     if int(record.attributes.approximate_receive_count or 1) >= settings.max_receive_count:
         return False  # SQS moves it
-    attributes = {name: value.string_value or "" for name, value in record.message_attributes.items()}
-    attributes[FAILURES_ATTRIBUTE] = str(result.attempts)  # what it used, for whoever reads the DLQ
-    try:
-        sqs_client().send_message(
-            QueueUrl=settings.dlq_url,
-            MessageBody=record.body,
-            MessageAttributes={
-                k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v
-            },
-        )
-    except Exception:  # it stays on the queue and is tried again
-        logger.exception("could not move the message to the DLQ", extra={"message_id": record.message_id})
-        return False
-    return True
+    # the attempts it used, for whoever reads the DLQ; refused: it stays and is tried again
+    attributes = {**_attributes(record), FAILURES_ATTRIBUTE: str(result.attempts)}
+    return requeuer().dead_letter(record.body, attributes, tenant_id=result.tenant_id)
 
 
 @logger.inject_lambda_context(clear_state=True)

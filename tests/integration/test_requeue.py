@@ -107,3 +107,25 @@ def test_a_refused_send_answers_false_so_the_caller_can_fall_back(queues):
     missing = queues["queue_url"].rsplit("/", 1)[0] + "/no-such-queue"
 
     assert not SqsRequeuer(queues["sqs"], missing).requeue("{}", ATTRIBUTES, delay=5, tenant_id="1262489")
+
+
+def test_a_copy_whose_attempts_are_used_up_goes_to_the_dlq_at_once_in_its_group(queues):
+    sqs = queues["sqs"]
+    requeuer = SqsRequeuer(sqs, queues["queue_url"], queues["dlq_url"])
+
+    assert requeuer.dead_letter("body", {**ATTRIBUTES, "failures": "5"}, tenant_id="1262489")
+
+    (moved,) = sqs.receive_message(
+        QueueUrl=queues["dlq_url"], AttributeNames=["All"], MessageAttributeNames=["All"]
+    )["Messages"]
+    assert moved["Body"] == "body"
+    assert strings(moved) == {**ATTRIBUTES, "failures": "5"}  # no wait counted
+    assert moved["Attributes"]["MessageGroupId"] == "1262489"
+    assert receive(queues) == []
+
+
+def test_without_a_dlq_nothing_is_dead_lettered(queues):
+    requeuer = SqsRequeuer(queues["sqs"], queues["queue_url"])
+
+    assert requeuer.dead_letter("body", ATTRIBUTES, tenant_id="1262489") is False
+    assert receive(queues) == []

@@ -75,9 +75,10 @@ class SqsRequeuer:
     the copy was sent (a crash in between), both run: the processor's dedup absorbs it.
     """
 
-    def __init__(self, client: SQSClient, queue_url: str):
+    def __init__(self, client: SQSClient, queue_url: str, dlq_url: str = ""):
         self.client = client
         self.queue_url = queue_url
+        self.dlq_url = dlq_url
 
     def requeue(
         self, body: str, attributes: Mapping[str, str], *, delay: float, tenant_id: str | None
@@ -88,22 +89,34 @@ class SqsRequeuer:
         leaves the original to come back as a batch item failure.
         """
         waits = attributes.get(WAITS_ATTRIBUTE, "")
+        counted = str((int(waits) if waits.isascii() and waits.isdigit() else 0) + 1)
+        delay_seconds = max(0, math.ceil(min(float(MAX_DELAY_SECONDS), delay)))
+        return self._send(
+            self.queue_url, body, {**attributes, WAITS_ATTRIBUTE: counted}, tenant_id, delay_seconds
+        )
+
+    def dead_letter(self, body: str, attributes: Mapping[str, str], *, tenant_id: str | None) -> bool:
+        """Send a copy to the DLQ (none configured: False). For a copy whose genuine attempts
+        are used up while SQS, counting only its own receives, would never move it."""
+        if not self.dlq_url:
+            return False
+        return self._send(self.dlq_url, body, attributes, tenant_id, 0)
+
+    def _send(
+        self, url: str, body: str, attributes: Mapping[str, str], tenant_id: str | None, delay: int
+    ) -> bool:
         copied: dict[str, MessageAttributeValueTypeDef] = {
-            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
-        }
-        copied[WAITS_ATTRIBUTE] = {
-            "DataType": "String",
-            "StringValue": str((int(waits) if waits.isascii() and waits.isdigit() else 0) + 1),
+            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items() if value
         }
         try:
             self.client.send_message(
-                QueueUrl=self.queue_url,
+                QueueUrl=url,
                 MessageBody=body,
                 MessageAttributes=copied,
-                DelaySeconds=max(0, math.ceil(min(float(MAX_DELAY_SECONDS), delay))),
+                DelaySeconds=delay,
                 MessageGroupId=group_id(tenant_id),
             )
         except (BotoCoreError, ClientError) as exc:
-            log.warning("SendMessage of a waiting message failed: %s", exc)
+            log.warning("SendMessage of a copy failed: %s", exc)
             return False
         return True

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -108,8 +107,6 @@ class Fetcher(Protocol):
     def fetch(self, tenant_id: str, service: str, path: str) -> Any: ...
 
     def fetched(self, tenant_id: str, service: str, path: str) -> bool: ...
-
-    def hold(self, tenant_id: str, service: str, path: str) -> AbstractContextManager[object]: ...
 
 
 @dataclass

@@ -116,7 +116,7 @@ class Processor:
                 resource_path=None,
             )
             if not exc.notification_id or not exc.tenant_id:
-                return self._still_invalid(record, str(exc), None)
+                return self._still_invalid(record, str(exc))
             return self._claimed(record, notification, scope, invalid=str(exc))
         nid, tenant = notification.notification_id, notification.tenant_id
         key = f"{tenant}#{nid}#{_run(record)}"
@@ -347,14 +347,12 @@ class Processor:
             retry_after=self._retry_after(record.attempts),
         )
 
-    def _still_invalid(self, record: QueuedRecord, reason: str, tenant_id: str | None) -> RecordResult:
+    def _still_invalid(self, record: QueuedRecord, reason: str) -> RecordResult:
         """Permanent, with no id or tenant to keep a history under: acknowledged."""
         self.logger.warning(
             "invalid notification acknowledged", extra={"message_id": record.message_id, "reason": reason}
         )
-        return RecordResult(
-            record.message_id, Outcome.FAILED, None, description=reason, error=reason, tenant_id=tenant_id
-        )
+        return RecordResult(record.message_id, Outcome.FAILED, None, description=reason, error=reason)
 
     def _notification(self, record: QueuedRecord) -> Notification:
         """The message body as a notification; a quarantined item is re-validated."""
